@@ -1,0 +1,189 @@
+"""Small typed values passed between the pipeline stages.
+
+Rows travel in columns (:class:`Table`) rather than one object per row: a million
+frozen dataclasses cost seconds, four lists of strings cost nothing.
+Row *positions* (0-based, across every input in input order) are the glue between
+stages: validation, grouping, upload and the report all speak of ``row index`` ``i``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+REPORT_COLUMNS: tuple[str, ...] = (
+    "source",
+    "sheet",
+    "row",
+    "customer_id",
+    "attribute",
+    "value",
+    "status",
+    "http_status",
+    "error",
+    "attempts",
+)
+
+
+class Status(enum.StrEnum):
+    """Final status of one input row (DESIGN.md section 3)."""
+
+    OK = "ok"
+    SKIPPED = "skipped"
+    VALID = "valid"
+    INVALID = "invalid"
+    FAILED = "failed"
+    NOT_SENT = "not_sent"
+
+
+class Field(enum.StrEnum):
+    """The three logical columns of an input row."""
+
+    CUSTOMER_ID = "customer_id"
+    ATTRIBUTE = "attribute"
+    VALUE = "value"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    """Rows loaded from one file (CSV/TSV) or one sheet of a workbook, as strings.
+
+    ``rows[i]`` is the spreadsheet row number the user sees (header = 1).
+    ``headers`` are the header texts as written in the file for customer id,
+    attribute and value, used in messages. In wide files (one column per
+    attribute) ``headers[2]`` is empty and ``value_columns[i]`` names the column
+    each value came from; otherwise ``value_columns`` is empty.
+    """
+
+    source: str
+    sheet: str
+    rows: Sequence[int]
+    customer_ids: Sequence[str]
+    attributes: Sequence[str]
+    values: Sequence[str]
+    headers: tuple[str, str, str] = ("customer_id", "attribute", "value")
+    value_columns: Sequence[str] = ()
+    defects: tuple[tuple[int, str, str], ...] = ()
+    """Rows the loader found malformed but could still place: (local index, column, message),
+    e.g. a CSV record with more fields than the header. Validation makes them ``invalid``."""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """All input rows of a run, concatenated in input order (global row index ``i``)."""
+
+    tables: tuple[Table, ...]
+    offsets: tuple[int, ...]  # global index of each table's first row
+    customer_ids: Sequence[str]
+    attributes: Sequence[str]
+    values: Sequence[str]
+
+    @classmethod
+    def of(cls, tables: Sequence[Table]) -> Rows:
+        offsets: list[int] = []
+        cids: list[str] = []
+        attrs: list[str] = []
+        vals: list[str] = []
+        for t in tables:
+            offsets.append(len(cids))
+            cids.extend(t.customer_ids)
+            attrs.extend(t.attributes)
+            vals.extend(t.values)
+        return cls(tuple(tables), tuple(offsets), cids, attrs, vals)
+
+    def __len__(self) -> int:
+        return len(self.customer_ids)
+
+    def locate(self, index: int) -> tuple[Table, int]:
+        """The table a global row index belongs to, and its index inside that table."""
+        lo, hi = 0, len(self.offsets) - 1
+        while lo < hi:  # last table whose offset <= index
+            mid = (lo + hi + 1) // 2
+            if self.offsets[mid] <= index:
+                lo = mid
+            else:
+                hi = mid - 1
+        table = self.tables[lo]
+        return table, index - self.offsets[lo]
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a row is invalid, located as the user sees it."""
+
+    index: int  # row position across all inputs
+    source: str
+    sheet: str
+    row: int
+    column: str  # header text of the offending column ("" when not about one column)
+    message: str  # short, without the location, e.g. "empty value"
+    kind: str  # stable slug for counting, e.g. "empty_value", "conflict"
+
+    def located(self) -> str:
+        """The message with its location: ``file.xlsx, sheet 'S', row 7, column 'value': ...``."""
+        where = [self.source]
+        if self.sheet:
+            where.append(f"sheet {self.sheet!r}")
+        where.append(f"row {self.row}")
+        if self.column:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One attribute of one customer and the input rows it came from."""
+
+    attribute: str
+    value: str
+    indices: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerMap:
+    """Everything to send for one customer, in first-seen order."""
+
+    customer_id: str
+    pairs: tuple[Pair, ...]
+
+    def as_dict(self) -> dict[str, str]:
+        return {p.attribute: p.value for p in self.pairs}
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        return tuple(i for p in self.pairs for i in p.indices)
+
+
+@dataclass(frozen=True, slots=True)
+class Grouped:
+    """Result of grouping valid rows.
+
+    ``maps``: one per customer, in order of first appearance.
+    ``invalid``: rows made invalid by grouping (conflicting duplicates), with problems.
+    ``superseded``: rows that lost to a later row under ``--on-conflict last``:
+    index -> note for the report (status ``skipped``).
+    """
+
+    maps: tuple[CustomerMap, ...]
+    invalid: tuple[Problem, ...] = ()
+    superseded: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One line of a results report, values as the user sees them (never escaped)."""
+
+    source: str
+    sheet: str
+    row: int
+    customer_id: str
+    attribute: str
+    value: str
+    status: Status
+    http_status: int | None
+    error: str
+    attempts: int

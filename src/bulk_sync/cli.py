@@ -1,0 +1,538 @@
+"""The ``bulk-sync`` command. It only parses, shows progress and turns errors into
+messages and exit codes; the work lives in :mod:`bulk_sync.runner`.
+
+Exit codes: 0 every row ok or skipped; 1 finished with invalid or failed rows;
+2 nothing was sent because the command, config or input is unusable;
+3 aborted (credentials rejected, interrupted) with the rest ``not_sent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from bulk_sync import __version__
+from bulk_sync.config import Settings, load_config
+from bulk_sync.errors import BulkSyncError, UsageError
+from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
+from bulk_sync.runner import (
+    Progress,
+    Shard,
+    Summary,
+    default_retry_report_path,
+    resolve_report_path,
+    retry_tables,
+    run_tables,
+    sync_async,
+)
+
+log = logging.getLogger("bulk_sync.cli")
+
+EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_ABORTED = 0, 1, 2, 3
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _common_options(f: F) -> F:
+    """Options shared by ``sync`` and ``retry``."""
+    options = [
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path),
+            help="YAML settings file (see config.example.yaml).",
+        ),
+        click.option("--base-url", help="API root [default: https://api.invisiblecollector.com]."),
+        click.option(
+            "--report",
+            "report",
+            type=click.Path(path_type=Path),
+            help="Results report, .csv or .xlsx by suffix; {timestamp} is replaced. "
+            "Never silently overwrites an existing file.",
+        ),
+        click.option(
+            "--overwrite", is_flag=True, help="Allow --report to replace an existing file."
+        ),
+        click.option(
+            "--concurrency", type=click.IntRange(min=1), help="Requests in flight at most [8]."
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Requests per second at most (whole job, shared by shards).",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(min=1),
+            help="Attempts per request, the first included [5].",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Seconds to wait for one response [30].",
+        ),
+        click.option(
+            "--max-attributes-per-request",
+            type=click.IntRange(min=1),
+            help="Split larger maps into several calls.",
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            type=click.Path(path_type=Path),
+            help="SQLite file of what is already synced: unchanged pairs are skipped; "
+            "also locks out a second run.",
+        ),
+        click.option("--full", is_flag=True, help="Ignore --state for this run (still record)."),
+        click.option(
+            "--lock",
+            "lock_path",
+            type=click.Path(path_type=Path),
+            help="Lock file that keeps two runs from overlapping.",
+        ),
+        click.option(
+            "--log-format", type=click.Choice(["text", "json"]), help="Log format on stderr."
+        ),
+        click.option(
+            "--summary-json",
+            type=click.Path(path_type=Path),
+            help="Write the run's summary as JSON here.",
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(path_type=Path),
+            help="Write Prometheus metrics here (node_exporter textfile collector).",
+        ),
+        click.option(
+            "--metrics-job",
+            help="The job label of the metrics, one per job on a host [bulk_sync].",
+        ),
+        click.option(
+            "--allow-insecure-http",
+            is_flag=True,
+            default=None,
+            help="Allow a plain http:// base URL to a non-loopback host.",
+        ),
+        click.option(
+            "--ca-bundle",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            help="CA certificates to verify the API's TLS certificate with.",
+        ),
+        click.option(
+            "--transport", type=click.Choice(["aiohttp", "httpx"]), help="HTTP transport [aiohttp]."
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar [on when stderr is a terminal].",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "-V", "--version", prog_name="bulk-sync")
+def cli() -> None:
+    """Upload customer attributes from CSV/TSV/XLSX/XLS/ODS files to Invisible Collector.
+
+    The API key is read from the environment variable IC_API_TOKEN.
+    """
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@_common_options
+@click.option("--dry-run", is_flag=True, help="Load and validate only; send nothing.")
+@click.option(
+    "--resume",
+    type=click.Path(path_type=Path),
+    help="Skip rows an earlier report (or its journal) marks ok.",
+)
+@click.option("--sheet", help="Which sheet of a workbook [the first].")
+@click.option(
+    "--all-sheets", is_flag=True, default=None, help="Every sheet that has the required columns."
+)
+@click.option("--encoding", help="Force the CSV encoding [detected].")
+@click.option("--delimiter", help="Force the CSV delimiter: , ; | or tab [detected].")
+@click.option(
+    "--wide", is_flag=True, default=None, help="One row per customer, one column per attribute."
+)
+@click.option(
+    "--on-conflict",
+    type=click.Choice(["error", "last"]),
+    help="Same customer and attribute with different values [error].",
+)
+@click.option("--shard", help="K/N: only customers whose stable hash falls in shard K of N.")
+@click.option(
+    "--inbox",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Process every file in this folder, oldest first (needs --archive).",
+)
+@click.option(
+    "--inbox-min-age",
+    type=click.FloatRange(min=0),
+    help="With --inbox: take only files unmodified for this many seconds [10].",
+)
+@click.option(
+    "--archive",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --inbox: where processed files and their reports are moved.",
+)
+def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
+    """Load, validate, upload INPUT files and write a report.
+
+    \b
+    Examples:
+      bulk-sync sync customers.xlsx --dry-run
+      IC_API_TOKEN=... bulk-sync sync customers.csv --report out.xlsx
+      bulk-sync sync big.csv --resume out.csv --report out2.csv
+    """
+    settings = _settings(opts)
+    quiet = opts["quiet"]
+    if opts["inbox"] is not None or opts["archive"] is not None:
+        from bulk_sync.inbox import run_inbox_cli
+
+        if inputs:
+            _fail("INPUT files and --inbox are exclusive: give one or the other")
+        _exit(
+            _guard(settings, lambda: run_inbox_cli(settings, opts, _runner_hooks(settings, opts)))
+        )
+    if not inputs:
+        _fail("no input files given (or use --inbox DIR --archive DIR)")
+    shard = Shard.parse(opts["shard"]) if opts["shard"] else None
+    if shard is not None and settings.rate:
+        settings = settings.replace(rate=settings.rate / shard.count)
+
+    def job() -> int:
+        with _lock_and_state(settings, opts) as state:
+            summary = _run_async(
+                lambda stop, progress: sync_async(
+                    inputs,
+                    settings,
+                    report=opts["report"],
+                    dry_run=opts["dry_run"],
+                    resume=opts["resume"],
+                    overwrite=opts["overwrite"],
+                    shard=shard,
+                    state=state,
+                    full=opts["full"],
+                    stop=stop,
+                    on_progress=progress,
+                ),
+                settings,
+                opts,
+            )
+        return _finish(summary, settings, quiet)
+
+    _exit(_guard(settings, job))
+
+
+@cli.command()
+@click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
+@_common_options
+def retry(report_in: Path, **opts: Any) -> None:
+    """Re-send the rows of REPORT whose status is failed or not_sent.
+
+    The values are taken from the report; the new report lists those rows with their
+    new statuses (same file, sheet and row numbers as the original).
+    """
+    settings = _settings(opts)
+
+    def job() -> int:
+        if not report_in.exists():
+            raise UsageError(f"report {report_in} does not exist")
+        out = opts["report"] or default_retry_report_path(report_in)
+        report = resolve_report_path(out, overwrite=opts["overwrite"])
+        token = settings.token()
+        if token is None:
+            raise UsageError(f"no API key: set the environment variable {settings.token_env}")
+        from bulk_sync.runner import check_base_url
+
+        check_base_url(settings)
+        tables = retry_tables(report_in)
+        with _lock_and_state(settings, opts) as state:
+            summary = _run_async(
+                lambda stop, progress: run_tables(
+                    tables,
+                    settings,
+                    report=report,
+                    token=token,
+                    state=state,
+                    full=opts["full"],
+                    stop=stop,
+                    on_progress=progress,
+                    inputs=[str(report_in)],
+                ),
+                settings,
+                opts,
+            )
+        return _finish(summary, settings, opts["quiet"])
+
+    _exit(_guard(settings, job))
+
+
+def _register_emulator() -> None:
+    from bulk_sync.cli_emulator import emulator
+
+    cli.add_command(emulator)
+
+
+_register_emulator()
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+def _settings(opts: dict[str, Any]) -> Settings:
+    try:
+        base = load_config(opts["config_path"]) if opts.get("config_path") else Settings()
+        return base.replace(
+            base_url=opts.get("base_url"),
+            concurrency=opts.get("concurrency"),
+            rate=opts.get("rate"),
+            max_attempts=opts.get("max_attempts"),
+            timeout=opts.get("timeout"),
+            max_attributes_per_request=opts.get("max_attributes_per_request"),
+            on_conflict=opts.get("on_conflict"),
+            encoding=opts.get("encoding"),
+            delimiter=opts.get("delimiter"),
+            sheet=opts.get("sheet"),
+            all_sheets=opts.get("all_sheets"),
+            wide=opts.get("wide"),
+            state=opts.get("state_path"),
+            lock=opts.get("lock_path"),
+            transport=opts.get("transport"),
+            allow_insecure_http=opts.get("allow_insecure_http"),
+            ca_bundle=opts.get("ca_bundle"),
+            log_format=opts.get("log_format"),
+            summary_json=opts.get("summary_json"),
+            metrics_file=opts.get("metrics_file"),
+            metrics_job=opts.get("metrics_job"),
+        )
+    except BulkSyncError as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"bulk-sync: error: {message}", err=True)
+    sys.exit(EXIT_UNUSABLE)
+
+
+def _exit(code: int) -> NoReturn:
+    sys.exit(code)
+
+
+def _guard(settings: Settings, job: Callable[[], int]) -> int:
+    """Run ``job`` with logging set up; turn every error into a message and exit code."""
+    token = settings.token()
+    redactor = Redactor([token] if token else [])
+    handler = setup_logging(settings.log_format, secrets=redactor.secrets)
+    try:
+        return job()
+    except UsageError as exc:
+        log.debug("unusable: %s", exc)
+        click.echo(f"bulk-sync: error: {redactor.redact(str(exc))}", err=True)
+        return EXIT_UNUSABLE
+    except BulkSyncError as exc:
+        click.echo(f"bulk-sync: error: {redactor.redact(str(exc))}", err=True)
+        return EXIT_ABORTED
+    except KeyboardInterrupt:
+        click.echo("bulk-sync: interrupted", err=True)
+        return EXIT_ABORTED
+    except Exception as exc:  # a bug: say so briefly, never dump a traceback at the user
+        if os.environ.get("BULK_SYNC_DEBUG"):
+            raise
+        text = redactor.redact(f"{type(exc).__name__}: {exc}")
+        click.echo(
+            f"bulk-sync: internal error: {text} (set BULK_SYNC_DEBUG=1 for details)", err=True
+        )
+        return EXIT_ABORTED
+    finally:
+        logging.getLogger("bulk_sync").removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _lock_and_state(settings: Settings, opts: dict[str, Any]) -> Iterator[Any]:
+    """Hold the run lock (``--lock``, or beside ``--state``) and open the state store."""
+    if opts.get("dry_run"):
+        yield None
+        return
+    lock_path = settings.lock
+    if lock_path is None and settings.state is not None:
+        lock_path = settings.state.with_name(settings.state.name + ".lock")
+    with contextlib.ExitStack() as stack:
+        if lock_path is not None:
+            from bulk_sync.lock import RunLock
+
+            stack.enter_context(RunLock(lock_path))
+        state = None
+        if settings.state is not None:
+            from bulk_sync.state import StateStore
+
+            state = stack.enter_context(StateStore.open(settings.state, scope=settings.base_url))
+        yield state
+
+
+def _runner_hooks(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
+    return {"run_async": _run_async, "lock_and_state": _lock_and_state, "finish": _finish}
+
+
+def _run_async(
+    make: Callable[[asyncio.Event, Callable[[Progress], None]], Coroutine[Any, Any, Summary]],
+    settings: Settings,
+    opts: dict[str, Any],
+) -> Summary:
+    """Run a coroutine with SIGINT/SIGTERM turned into a graceful stop, and progress shown."""
+    show_bar = opts.get("progress")
+    if show_bar is None:
+        show_bar = sys.stderr.isatty() and settings.log_format == "text" and not opts.get("quiet")
+    if opts.get("quiet"):
+        logging.getLogger("bulk_sync").setLevel(logging.WARNING)
+
+    async def main() -> Summary:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal(signame: str) -> None:
+            if not stop.is_set():
+                log.warning(
+                    "%s received: stopping; in-flight requests get a short grace period", signame
+                )
+            stop.set()
+
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, on_signal, sig.name)
+                installed.append(sig)
+        try:
+            with _progress_display(bool(show_bar)) as progress:
+                return await make(stop, progress)
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
+    if not bar:
+        last = [0.0]
+
+        def log_line(p: Progress) -> None:
+            if p.elapsed - last[0] >= 5.0 or p.rows_done == p.rows_total:
+                last[0] = p.elapsed
+                rate = p.rows_done / p.elapsed if p.elapsed else 0.0
+                log.info(
+                    "progress: %d/%d rows, %d/%d customers, %d failed, %d requests, "
+                    "%d retries, %.0f rows/s",
+                    p.rows_done,
+                    p.rows_total,
+                    p.customers_done,
+                    p.customers_total,
+                    p.failed_rows,
+                    p.requests,
+                    p.retries,
+                    rate,
+                    extra={
+                        "event": "progress",
+                        "rows_done": p.rows_done,
+                        "rows_total": p.rows_total,
+                        "failed_rows": p.failed_rows,
+                    },
+                )
+
+        yield log_line
+        return
+
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    console = Console(stderr=True)
+    with Bar(
+        TextColumn("[bold]uploading"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    ) as display:
+        task = display.add_task("rows", total=None, detail="")
+
+        def update(p: Progress) -> None:
+            rate = p.rows_done / p.elapsed if p.elapsed else 0.0
+            display.update(
+                task,
+                total=p.rows_total,
+                completed=p.rows_done,
+                detail=f"rows · {p.customers_done}/{p.customers_total} customers · "
+                f"{rate:,.0f} rows/s · {p.failed_rows} failed · {p.retries} retries",
+            )
+
+        yield update
+
+
+def _finish(summary: Summary, settings: Settings, quiet: bool) -> int:
+    if settings.summary_json is not None:
+        write_summary_json(settings.summary_json, summary)
+    if settings.metrics_file is not None:
+        write_metrics(settings.metrics_file, summary, job=settings.metrics_job)
+    log.info("run finished", extra={"event": "summary", **summary.to_dict()})
+    if not quiet:
+        click.echo(format_summary(summary))
+    return summary.exit_code
+
+
+def format_summary(s: Summary) -> str:
+    head = "dry run" if s.dry_run else "sync"
+    lines = [f"bulk-sync {head}: {s.rows} rows, {s.customers} customers"]
+    for status, n in s.counts.items():
+        if n:
+            lines.append(f"  {status:<9} {n:>9}")
+    if not s.dry_run:
+        rate = s.rows / s.elapsed if s.elapsed else 0.0
+        lines.append(
+            f"  requests {s.requests}, retries {s.retries}, throttled {s.throttled}; "
+            f"{s.elapsed:.1f}s ({rate:,.0f} rows/s)"
+        )
+    if s.problems:
+        lines.append("Most frequent problems:")
+        for kind, count, example in s.problems[:5]:
+            lines.append(f"  {kind} x{count}, e.g. {example}")
+    if s.aborted:
+        lines.append(f"Aborted: {s.aborted}; rows not accepted are marked not_sent.")
+    lines.append(f"Report: {s.report}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name="bulk-sync")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""``bulk-sync emulator``: run the local stand-in API (see :mod:`bulk_sync.emulator`).
+
+The main CLI group registers :data:`emulator`; it also runs on its own with
+``python -m bulk_sync.cli_emulator``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bulk_sync.emulator import EmulatorSettings, EmulatorState, serve
+from bulk_sync.errors import ConfigError
+
+__all__ = ["emulator"]
+
+_RATE = click.FloatRange(0.0, 1.0)
+_SECONDS = click.FloatRange(min=0.0)
+_POSITIVE_INT = click.IntRange(min=1)
+
+
+class _CannotStart(click.ClickException):
+    exit_code = 2
+
+
+def read_customers(path: Path) -> frozenset[str]:
+    """Customer ids from a file: one per line, trailing whitespace stripped, blanks ignored."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.BadParameter(
+            f"cannot read {str(path)!r}: {exc}", param_hint="--customers"
+        ) from None
+    return frozenset(line.rstrip() for line in text.splitlines() if line.strip())
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (printed at start).",
+)
+@click.option(
+    "--token",
+    envvar="IC_EMULATOR_TOKEN",
+    default=None,
+    help="Bearer token to require [env IC_EMULATOR_TOKEN]; without it any token is accepted.",
+)
+@click.option(
+    "--customers",
+    "customers_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="File of known customer ids, one per line; others get 404. Default: all exist.",
+)
+@click.option("--latency", type=_SECONDS, default=0.0, help="Seconds added to every answer.")
+@click.option("--jitter", type=_SECONDS, default=0.0, help="Random extra seconds, up to this.")
+@click.option("--error-rate", type=_RATE, default=0.0, help="Fraction of requests answered 503.")
+@click.option("--throttle-rate", type=_RATE, default=0.0, help="Fraction of requests answered 429.")
+@click.option(
+    "--retry-after",
+    type=_SECONDS,
+    default=1.0,
+    show_default=True,
+    help="Retry-After seconds sent with injected 429s.",
+)
+@click.option(
+    "--drop-rate", type=_RATE, default=0.0, help="Fraction of connections closed unanswered."
+)
+@click.option(
+    "--rate-limit",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Requests per second accepted; beyond it 429 with Retry-After.",
+)
+@click.option("--max-value-length", type=_POSITIVE_INT, default=None, help="Longer values: 422.")
+@click.option("--max-key-length", type=_POSITIVE_INT, default=None, help="Longer names: 422.")
+@click.option("--max-keys", type=_POSITIVE_INT, default=None, help="More pairs per call: 422.")
+@click.option("--seed", type=int, default=None, help="Seed for reproducible faults.")
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON file of every customer's attributes: loaded at start, saved while running.",
+)
+def emulator(
+    host: str,
+    port: int,
+    token: str | None,
+    customers_file: Path | None,
+    latency: float,
+    jitter: float,
+    error_rate: float,
+    throttle_rate: float,
+    retry_after: float,
+    drop_rate: float,
+    rate_limit: float | None,
+    max_value_length: int | None,
+    max_key_length: int | None,
+    max_keys: int | None,
+    seed: int | None,
+    state_file: Path | None,
+) -> None:
+    """Local stand-in for the Invisible Collector API, for rehearsals and tests.
+
+    Serves POST/GET /customers/{id}/attributes like the real API, plus
+    GET /_emulator/customers and GET /_emulator/stats for inspection. Stops on
+    Ctrl-C or SIGTERM, saving --state-file.
+    """
+    if error_rate + throttle_rate + drop_rate > 1.0:
+        raise click.BadParameter(
+            "--error-rate + --throttle-rate + --drop-rate must not exceed 1",
+            param_hint="--error-rate/--throttle-rate/--drop-rate",
+        )
+    customers = read_customers(customers_file) if customers_file is not None else None
+    try:
+        settings = EmulatorSettings(
+            host=host,
+            port=port,
+            token=token or None,
+            customers=customers,
+            latency=latency,
+            jitter=jitter,
+            error_rate=error_rate,
+            throttle_rate=throttle_rate,
+            retry_after=retry_after,
+            drop_rate=drop_rate,
+            rate_limit=rate_limit,
+            max_key_length=max_key_length,
+            max_value_length=max_value_length,
+            max_keys=max_keys,
+            seed=seed,
+            state_file=state_file,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+    auth = "token required" if settings.token else "any token accepted"
+    known = (
+        "every customer id exists"
+        if customers is None
+        else f"{len(customers)} customer{'' if len(customers) == 1 else 's'}"
+    )
+
+    def ready(base_url: str) -> None:
+        click.echo(f"bulk-sync emulator listening on {base_url} ({auth}; {known})", err=True)
+
+    def stopped(state: EmulatorState) -> None:
+        saved = f"; state saved to {settings.state_file}" if settings.state_file else ""
+        click.echo(f"bulk-sync emulator stopped ({state.requests_total} requests{saved})", err=True)
+
+    try:
+        serve(settings, ready, on_stop=stopped)
+    except ConfigError as exc:  # an unreadable state file
+        raise click.BadParameter(str(exc), param_hint="--state-file") from None
+    except OSError as exc:  # address in use, cannot bind, state file not writable
+        raise _CannotStart(f"cannot run the emulator: {exc}") from None
+
+
+if __name__ == "__main__":
+    emulator()

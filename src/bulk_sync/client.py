@@ -1,0 +1,601 @@
+"""Async client for the Invisible Collector customer-attributes API.
+
+Usable on its own as a library::
+
+    import asyncio
+    from bulk_sync.client import Client
+    from bulk_sync.errors import ApiError
+
+    async def main() -> None:
+        async with Client(token="0123...cdef") as ic:
+            try:
+                merged = await ic.set_customer_attributes("C-001", {"plan": "gold"})
+            except ApiError as exc:  # AuthError, CustomerNotFound, RateLimited, ...
+                print(exc.status, exc.message, exc.retriable)
+            else:
+                print(merged)  # the customer's whole map after the merge
+
+    asyncio.run(main())
+
+All I/O goes through one seam, an :class:`httpx.AsyncBaseTransport`: by default
+:class:`AiohttpTransport` (aiohttp's connection pool, the fastest), ``"httpx"``
+for httpx's own pool, or any transport instance (tests pass
+:class:`httpx.MockTransport`). The client calls the transport directly rather
+than through :class:`httpx.AsyncClient`: no cookies, redirects or auth flows,
+and the request path goes on the wire byte for byte as built here.
+
+:func:`classify` is the one place where a response becomes an outcome (a map or
+an :class:`~bulk_sync.errors.ApiError`); the API token never appears in any
+exception, repr or log.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import ipaddress
+import json
+import re
+import ssl
+import time
+from collections.abc import Mapping
+from datetime import UTC
+from types import TracebackType
+from typing import Final, Self
+from urllib.parse import quote
+
+import aiohttp
+import httpx
+import yarl
+
+from bulk_sync import __version__
+from bulk_sync.errors import (
+    ApiError,
+    AuthError,
+    ClientError,
+    ConfigError,
+    CustomerNotFound,
+    DocumentRejected,
+    InsecureURLError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AiohttpTransport",
+    "Client",
+    "classify",
+    "customer_path",
+    "encode_customer_id",
+    "is_loopback_host",
+    "parse_retry_after",
+]
+
+DEFAULT_BASE_URL: Final = "https://api.invisiblecollector.com"
+MAX_MESSAGE_CHARS: Final = 300
+_MAX_ERROR_BODY_PARSE: Final = 64 * 1024
+
+_DEFAULT_MESSAGES: Final[Mapping[int, str]] = {
+    401: "credentials rejected: check the API token",
+    403: "forbidden: the API token may not do this",
+    404: "no customer with this id",
+    422: "attributes rejected (an empty key or value, or a limit exceeded)",
+    429: "rate limited",
+}
+_DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_SPACES = re.compile(r"\s+")
+
+
+# --------------------------------------------------------------------------- pure functions
+
+
+def encode_customer_id(customer_id: str) -> str:
+    """The customer id as exactly one percent-encoded URL path segment.
+
+    Every character except the unreserved ``A-Z a-z 0-9 - . _ ~`` is encoded (UTF-8),
+    so ``/ ? # % + space`` can never change which URL is hit. A segment made only of
+    dots is fully encoded too. ``""``, ``"."`` and ``".."`` are refused with a
+    :class:`ClientError` (status ``None``): servers and proxies normalise them away
+    (``%2E%2E`` is ``..`` by RFC 3986), so no client can address them safely.
+    """
+    if customer_id in ("", ".", ".."):
+        raise ClientError(
+            "this customer id cannot be addressed in a URL (empty, '.' and '..' are refused)",
+            customer_id=customer_id,
+        )
+    try:
+        encoded = quote(customer_id, safe="", errors="strict")
+    except UnicodeEncodeError:
+        raise ClientError(
+            "customer id is not valid Unicode text", customer_id=customer_id
+        ) from None
+    if encoded.strip(".") == "":
+        encoded = "%2E" * len(encoded)
+    return encoded
+
+
+def customer_path(customer_id: str, prefix: str = "") -> str:
+    """``{prefix}/customers/{encoded id}/attributes``, the raw path as sent on the wire."""
+    return f"{prefix}/customers/{encode_customer_id(customer_id)}/attributes"
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed)."""
+    host = host.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or ``None`` when absent or unusable.
+
+    Accepts delta-seconds (``"120"``, also ``"1.5"``) and HTTP dates
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``, relative to ``now``, a UNIX time that
+    defaults to the current time). Never negative: a date in the past gives ``0.0``.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > 64:
+        return None
+    if _DELTA_SECONDS.fullmatch(value):
+        seconds = float(value)
+        return seconds if seconds != float("inf") else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    try:
+        timestamp = when.timestamp() if when.tzinfo else when.replace(tzinfo=UTC).timestamp()
+    except (OverflowError, OSError, ValueError):
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, timestamp - current)
+
+
+def classify(
+    status_code: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    customer_id: str,
+    *,
+    now: float | None = None,
+) -> dict[str, str] | ApiError:
+    """The one place where an HTTP response becomes an outcome.
+
+    2xx with a JSON object of strings → that map (anything else → :class:`TransportError`
+    "malformed response"); 401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`;
+    422 → :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx → :class:`ServerError`;
+    anything else → :class:`ClientError`. 429 and 5xx carry ``retry_after`` from the
+    ``Retry-After`` header. Never raises, whatever the body.
+    """
+    if 200 <= status_code < 300:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        if type(data) is dict and all(type(v) is str for v in data.values()):
+            return data
+        return TransportError(
+            f"malformed response: {_describe_body(body)}",
+            status=status_code,
+            customer_id=customer_id,
+        )
+
+    message, code = _error_details(body)
+    if status_code in (401, 403):
+        cls: type[ApiError] = AuthError
+    elif status_code == 404:
+        cls = CustomerNotFound
+    elif status_code == 422:
+        cls = DocumentRejected
+    elif status_code == 429:
+        cls = RateLimited
+    elif 500 <= status_code < 600:
+        cls = ServerError
+    else:
+        cls = ClientError
+    if message is None:
+        message = _DEFAULT_MESSAGES.get(status_code) or (
+            "server error" if 500 <= status_code < 600 else "unexpected response"
+        )
+    retry_after = None
+    if status_code == 429 or status_code >= 500:
+        retry_after = parse_retry_after(_header(headers, "retry-after"), now)
+    return cls(
+        message, status=status_code, customer_id=customer_id, code=code, retry_after=retry_after
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)  # case-insensitive for httpx.Headers / multidicts
+    if value is not None:
+        return value
+    for key, item in headers.items():
+        if key.lower() == name:
+            return item
+    return None
+
+
+def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    text = _SPACES.sub(" ", _CONTROL_CHARS.sub(" ", text)).strip()
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _describe_body(body: bytes) -> str:
+    if not body:
+        return "empty body"
+    try:
+        text = body[:_MAX_ERROR_BODY_PARSE].decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{len(body)} bytes of binary data"
+    return _shorten(text, 120) or "blank body"
+
+
+def _error_details(body: bytes) -> tuple[str | None, str | None]:
+    """(message, code) from an error body, or Nones. Never raises."""
+    if not body or len(body) > _MAX_ERROR_BODY_PARSE:
+        return None, None
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    except RecursionError:  # pathologically nested JSON
+        return None, None
+    if isinstance(data, dict):
+        code = data.get("code")
+        code_text = (
+            str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None
+        )
+        for key in ("message", "error", "detail", "title"):
+            found = data.get(key)
+            if isinstance(found, str) and found.strip():
+                return _shorten(found), code_text
+        return None, code_text
+    if data is not None:  # a JSON array, number, string...
+        return (_shorten(data) or None) if isinstance(data, str) else None, None
+    if text.lstrip().startswith("<"):  # an HTML error page says nothing useful
+        return None, None
+    return _shorten(text) or None, None
+
+
+# --------------------------------------------------------------------------- aiohttp transport
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """A minimal httpx transport over an :class:`aiohttp.ClientSession`.
+
+    Unlike ``httpx_aiohttp.AiohttpTransport`` it hands aiohttp the URL with
+    ``yarl.URL(..., encoded=True)``, so the path goes on the wire exactly as httpx
+    holds it (yarl would otherwise turn ``%2E%2E`` into ``..`` and drop the segment);
+    it reads the whole response body before returning (fine for small JSON
+    answers, releases the connection at once) and maps every aiohttp failure to
+    the matching :class:`httpx.TransportError`. Timeouts come from the request's
+    ``timeout`` extension (``connect``, ``read``, ``pool``) like httpx's own transport.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | bool = True,
+        max_connections: int = 100,
+        keepalive_timeout: float = 15.0,
+    ) -> None:
+        self._ssl: ssl.SSLContext | bool = ssl_context
+        self._max_connections = max_connections
+        self._keepalive_timeout = keepalive_timeout
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout]
+        self._timeouts = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            limit_per_host=0,
+            ssl=self._ssl,
+            keepalive_timeout=self._keepalive_timeout,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, trust_env=False
+        )
+        return self._session
+
+    def _timeout(self, extension: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
+        ext = extension or {}
+        key = (ext.get("connect"), ext.get("read"), ext.get("pool"))
+        found = self._timeouts.get(key)
+        if found is None:
+            connect, read, pool = key
+            total_connect = None if connect is None or pool is None else connect + pool
+            found = aiohttp.ClientTimeout(
+                total=None, connect=total_connect, sock_connect=connect, sock_read=read
+            )
+            self._timeouts[key] = found
+        return found
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        session = self._session or self._open()
+        body = await request.aread()
+        try:
+            async with session.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                timeout=self._timeout(request.extensions.get("timeout")),
+            ) as response:
+                content = await response.read()
+                status = response.status
+                raw_headers = response.raw_headers
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise httpx.ConnectTimeout(_text(exc, "connect timeout"), request=request) from exc
+        except aiohttp.SocketTimeoutError as exc:
+            raise httpx.ReadTimeout(_text(exc, "read timeout"), request=request) from exc
+        except TimeoutError as exc:  # ServerTimeoutError and any other timeout
+            raise httpx.ReadTimeout(_text(exc, "timeout"), request=request) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise httpx.ConnectError(_text(exc, "connect error"), request=request) from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise httpx.RemoteProtocolError(
+                "server disconnected without sending a complete response", request=request
+            ) from exc
+        except aiohttp.ClientPayloadError as exc:
+            raise httpx.ReadError(_text(exc, "incomplete body"), request=request) from exc
+        except aiohttp.ClientResponseError as exc:
+            raise httpx.RemoteProtocolError(
+                _text(exc, "invalid HTTP response"), request=request
+            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise httpx.UnsupportedProtocol(_text(exc, "invalid URL"), request=request) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx.ReadError(_text(exc, "network error"), request=request) from exc
+        return httpx.Response(status, headers=raw_headers, content=content, request=request)
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _text(exc: BaseException, fallback: str) -> str:
+    return str(exc) or fallback
+
+
+# --------------------------------------------------------------------------- client
+
+
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        try:
+            return ssl.create_default_context(cafile=verify)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"cannot use CA bundle {verify!r}: {exc}") from None
+    return httpx.create_ssl_context()
+
+
+class Client:
+    """Async Invisible Collector client owning one connection pool.
+
+    Use it as ``async with Client(token=...) as client:``. ``transport`` is
+    ``"aiohttp"`` (default, :class:`AiohttpTransport`), ``"httpx"``
+    (:class:`httpx.AsyncHTTPTransport`) or a transport instance, which stays the
+    caller's to close. ``verify`` is a bool or the path of a CA bundle. A plain
+    ``http://`` base URL is refused (:class:`InsecureURLError`) unless its host is
+    loopback or ``allow_insecure_http`` is true.
+    """
+
+    __slots__ = (
+        "_base",
+        "_closed",
+        "_extensions",
+        "_get_headers",
+        "_owns_transport",
+        "_post_headers",
+        "_secret",
+        "_transport",
+        "_transport_name",
+        "base_url",
+    )
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        max_connections: int = 100,
+        transport: str | httpx.AsyncBaseTransport = "aiohttp",
+        verify: bool | str = True,
+        allow_insecure_http: bool = False,
+        user_agent: str | None = None,
+    ) -> None:
+        if not token:
+            raise ConfigError("an API token is required")
+        if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+            raise ConfigError("the API token contains characters that cannot be sent in a header")
+        if max_connections < 1:
+            raise ConfigError("max_connections must be at least 1")
+        self.base_url = _check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._base = self.base_url
+        self._secret = token
+        agent = user_agent or f"bulk-sync/{__version__}"
+        common = [
+            ("Authorization", f"Bearer {token}"),
+            ("User-Agent", agent),
+            ("Accept", "application/json"),
+        ]
+        self._get_headers = tuple(common)
+        self._post_headers = (*common, ("Content-Type", "application/json"))
+        self._extensions = {
+            "timeout": {
+                "connect": connect_timeout,
+                "read": timeout,
+                "write": timeout,
+                "pool": timeout,
+            }
+        }
+        https = self.base_url.startswith("https:")
+        if isinstance(transport, httpx.AsyncBaseTransport):
+            self._transport: httpx.AsyncBaseTransport = transport
+            self._owns_transport = False
+            self._transport_name = type(transport).__name__
+        elif transport == "aiohttp":
+            self._transport = AiohttpTransport(
+                ssl_context=_ssl_context(verify) if https else True,
+                max_connections=max_connections,
+            )
+            self._owns_transport = True
+            self._transport_name = "aiohttp"
+        elif transport == "httpx":
+            self._transport = httpx.AsyncHTTPTransport(
+                verify=_ssl_context(verify) if https else True,
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+            self._owns_transport = True
+            self._transport_name = "httpx"
+        else:
+            raise ConfigError(
+                f"unknown transport {transport!r}: use 'aiohttp', 'httpx' or a transport object"
+            )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, transport={self._transport_name!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (only a transport this client created)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    async def set_customer_attributes(
+        self, customer_id: str, attributes: Mapping[str, str]
+    ) -> dict[str, str]:
+        """POST the attributes (merged by the API); returns the customer's whole map."""
+        try:
+            body = json.dumps(dict(attributes), ensure_ascii=False, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            raise ClientError(
+                "attributes are not valid Unicode text", customer_id=customer_id
+            ) from None
+        return await self._call("POST", customer_id, body)
+
+    async def get_customer_attributes(self, customer_id: str) -> dict[str, str]:
+        """GET the customer's attribute map."""
+        return await self._call("GET", customer_id, None)
+
+    async def _call(self, method: str, customer_id: str, body: bytes | None) -> dict[str, str]:
+        if self._closed:
+            raise RuntimeError("this Client is closed")
+        url = httpx.URL(f"{self._base}/customers/{encode_customer_id(customer_id)}/attributes")
+        request = httpx.Request(
+            method,
+            url,
+            headers=self._post_headers if body is not None else self._get_headers,
+            content=body,
+            extensions=self._extensions,
+        )
+        error: ApiError
+        try:
+            response = await self._transport.handle_async_request(request)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.TransportError as exc:
+            error = self._transport_error(exc, customer_id)
+        except (aiohttp.ClientError, OSError) as exc:  # a third-party transport leaking
+            error = self._transport_error(exc, customer_id)
+        else:
+            outcome = classify(response.status_code, response.headers, content, customer_id)
+            if type(outcome) is dict:
+                return outcome
+            assert isinstance(outcome, ApiError)
+            error = outcome
+            if self._secret in error.message:
+                error = _redacted(error, self._secret)
+        # raised outside the except blocks: no __context__ holding the request (and its token)
+        raise error
+
+    def _transport_error(self, exc: BaseException, customer_id: str) -> TransportError:
+        detail = _shorten(str(exc).replace(self._secret, "***"), 200) or type(exc).__name__
+        if isinstance(exc, httpx.ConnectTimeout):
+            message = "timed out connecting"
+        elif isinstance(exc, httpx.PoolTimeout):
+            message = "timed out waiting for a free connection"
+        elif isinstance(exc, httpx.WriteTimeout):
+            message = "timed out sending the request"
+        elif isinstance(exc, httpx.ReadTimeout):
+            message = "timed out waiting for the response"
+        elif isinstance(exc, httpx.TimeoutException | TimeoutError):
+            message = "timed out"
+        elif isinstance(exc, httpx.ConnectError | aiohttp.ClientConnectorError):
+            message = f"connection failed: {detail}"
+        elif isinstance(exc, httpx.NetworkError | httpx.RemoteProtocolError | OSError):
+            message = f"connection lost: {detail}"
+        else:
+            message = f"transport error: {detail}"
+        return TransportError(message, customer_id=customer_id)
+
+
+def _redacted(error: ApiError, secret: str) -> ApiError:
+    return type(error)(
+        error.message.replace(secret, "***"),
+        status=error.status,
+        customer_id=error.customer_id,
+        code=error.code,
+        retry_after=error.retry_after,
+    )
+
+
+def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
+    """The base URL without trailing slash, or a UsageError saying what is wrong."""
+    try:
+        url = httpx.URL(base_url)
+    except (httpx.InvalidURL, TypeError):
+        raise ConfigError(f"invalid base URL {base_url!r}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"invalid base URL {base_url!r}: expected https://host[/path]")
+    if url.query or url.fragment or url.userinfo:
+        raise ConfigError(
+            f"invalid base URL {base_url!r}: no credentials, query or fragment allowed"
+        )
+    if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
+        raise InsecureURLError(
+            f"refusing plain http:// base URL {base_url!r}: the API token would travel "
+            "unencrypted; use https://, or allow insecure HTTP explicitly "
+            "(allow_insecure_http=True) if you really mean it"
+        )
+    return str(url).rstrip("/")

@@ -1,0 +1,198 @@
+"""Settings: defaults, then a YAML file, then command-line flags (last wins).
+
+The API key is never a setting: it comes from the environment variable named by
+``token_env`` (default ``IC_API_TOKEN``). A config file that seems to hold a key is
+refused with a message pointing at the environment variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bulk_sync.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api.invisiblecollector.com"
+DEFAULT_TOKEN_ENV = "IC_API_TOKEN"  # noqa: S105 - a variable name, not a secret
+
+OnConflict = Literal["error", "last"]
+LogFormat = Literal["text", "json"]
+
+_TOKEN_LIKE = re.compile(r"^(?:Bearer\s+)?[0-9a-fA-F]{32,}$")
+_SECRET_KEYS = {"token", "api_token", "api_key", "apikey", "key", "secret", "password"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run can be told. Field names are also the YAML keys."""
+
+    base_url: str = DEFAULT_BASE_URL
+    token_env: str = DEFAULT_TOKEN_ENV
+    concurrency: int = 8
+    rate: float | None = None
+    max_attempts: int = 5
+    deadline: float | None = 600.0  # seconds one request may keep retrying
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    grace_period: float = 2.0  # seconds in-flight requests get after SIGINT/SIGTERM
+    max_attributes_per_request: int | None = None
+    on_conflict: OnConflict = "error"
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    all_sheets: bool = False
+    wide: bool = False
+    columns: Mapping[str, str] = field(default_factory=dict)
+    max_customer_id_length: int | None = None
+    max_attribute_length: int | None = None
+    max_value_length: int | None = None
+    state: Path | None = None
+    lock: Path | None = None
+    transport: str = "aiohttp"
+    allow_insecure_http: bool = False
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    log_format: LogFormat = "text"
+    summary_json: Path | None = None
+    metrics_file: Path | None = None
+    metrics_job: str = "bulk_sync"  # the job label of the metrics (one per job on a host)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied; ``None`` values are ignored (unset flags)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        merged = dataclasses.replace(self, **given)
+        merged.check()
+        return merged
+
+    def check(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1 (got {self.concurrency})")
+        if self.rate is not None and self.rate <= 0:
+            raise ConfigError(
+                f"rate must be a positive number of requests per second (got {self.rate})"
+            )
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts must be at least 1 (got {self.max_attempts})")
+        if self.max_attributes_per_request is not None and self.max_attributes_per_request < 1:
+            raise ConfigError("max_attributes_per_request must be at least 1")
+        if self.on_conflict not in ("error", "last"):
+            raise ConfigError(f"on_conflict must be 'error' or 'last' (got {self.on_conflict!r})")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format must be 'text' or 'json' (got {self.log_format!r})")
+        if self.transport not in ("aiohttp", "httpx"):
+            raise ConfigError(f"transport must be 'aiohttp' or 'httpx' (got {self.transport!r})")
+        for name in ("timeout", "connect_timeout", "backoff_initial", "backoff_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        unknown = set(self.columns) - {"customer_id", "attribute", "value"}
+        if unknown:
+            raise ConfigError(
+                f"columns: unknown field(s) {', '.join(sorted(unknown))}; "
+                "use customer_id, attribute, value"
+            )
+
+    def token(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The API key from the environment (never from a file); ``None`` when unset."""
+        env = os.environ if environ is None else environ
+        value = env.get(self.token_env, "").strip()
+        return value or None
+
+
+_PATH_FIELDS = {"state", "lock", "ca_bundle", "summary_json", "metrics_file"}
+_FIELD_TYPES = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def load_config(path: Path) -> Settings:
+    """Settings from a YAML file (keys as in :class:`Settings`, ``-`` or ``_`` alike)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must be a mapping of settings")
+    return settings_from_mapping(data, origin=str(path))
+
+
+def settings_from_mapping(data: Mapping[str, Any], *, origin: str = "config") -> Settings:
+    _refuse_secrets(data, origin)
+    values: dict[str, Any] = {}
+    for raw_key, value in data.items():
+        key = str(raw_key).strip().replace("-", "_").lower()
+        if key not in _FIELD_TYPES:
+            known = ", ".join(sorted(_FIELD_TYPES))
+            raise ConfigError(f"{origin}: unknown setting {raw_key!r} (known: {known})")
+        if value is None:
+            continue
+        if key in _PATH_FIELDS:
+            value = Path(os.path.expanduser(str(value)))
+        elif key == "columns":
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{origin}: columns must map customer_id/attribute/value to headers"
+                )
+            value = {str(k).strip().lower(): str(v) for k, v in value.items()}
+        else:
+            value = _coerce(key, value, origin)
+        values[key] = value
+    settings = dataclasses.replace(Settings(), **values)
+    settings.check()
+    return settings
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    default = getattr(Settings(), key)
+    try:
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if key in ("concurrency", "max_attempts", "max_attributes_per_request") or key.startswith(
+            "max_"
+        ):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if key in (
+            "rate",
+            "deadline",
+            "timeout",
+            "connect_timeout",
+            "grace_period",
+        ) or key.startswith("backoff_"):
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{origin}: {key} has an unusable value {value!r}") from None
+    return str(value)
+
+
+def _refuse_secrets(data: Mapping[str, Any], origin: str) -> None:
+    for raw_key, value in data.items():
+        key = str(raw_key).strip().replace("-", "_").lower()
+        looks_secret = key in _SECRET_KEYS or (isinstance(value, str) and _TOKEN_LIKE.match(value))
+        if looks_secret and key != "token_env":
+            raise ConfigError(
+                f"{origin}: setting {raw_key!r} looks like an API key; a config file never holds "
+                f"the key. Put it in the environment variable {DEFAULT_TOKEN_ENV} (or the one "
+                "named by token_env) instead."
+            )

@@ -1,0 +1,588 @@
+"""A local stand-in for the Invisible Collector customer-attributes API, over real HTTP.
+
+Three layers:
+
+- :class:`EmulatorSettings`: what to emulate (token, known customers, faults, limits).
+- :class:`EmulatorState`: the pure core. ``handle(method, raw_path, headers, body)``
+  returns a :class:`Reply`; it owns every customer's attributes and the statistics,
+  and is deterministic given ``seed`` and the injected clock.
+- the aiohttp front end (a low-level :class:`aiohttp.web.Server`, no router, no access
+  log): adds latency and connection drops, saves the state file. Started with
+  :func:`running_emulator` (in the current event loop), :class:`EmulatorThread`
+  (own loop in a daemon thread) or :func:`serve` (blocking, for the CLI).
+
+Endpoints:
+
+- ``POST /customers/{id}/attributes``: a JSON object of non-empty strings, merged
+  into the customer's map; 200 with the whole map. 401 (token), 404 (unknown
+  customer), 422 (bad body or a configured limit exceeded), faults 429/503/drop.
+- ``GET /customers/{id}/attributes``: the map (``{}`` for a known customer never written).
+- ``GET /_emulator/customers`` (every map) and ``GET /_emulator/stats``: read-only
+  inspection; they need the token too when one is configured, and are never counted
+  in the statistics nor subject to faults.
+
+The ``{id}`` segment is taken from the raw request path and percent-decoded exactly
+once (``A%2FB`` is customer ``A/B``). Every request must carry ``Authorization:
+Bearer <something>``; with ``token`` set, ``<something>`` must be that token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import math
+import os
+import random
+import re
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, NamedTuple, Self
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+from bulk_sync.errors import ConfigError
+
+__all__ = [
+    "EmulatorSettings",
+    "EmulatorState",
+    "EmulatorThread",
+    "Reply",
+    "RunningEmulator",
+    "load_state_file",
+    "running_emulator",
+    "serve",
+    "write_state_file",
+]
+
+SAVE_INTERVAL: Final = 1.0
+_ATTRIBUTES_PATH = re.compile(r"/customers/([^/]+)/attributes")
+_JSON: Final = "application/json"
+
+
+@dataclass(frozen=True)
+class EmulatorSettings:
+    """What the emulator does. Rates are fractions of API requests in [0, 1].
+
+    ``customers``: ``None`` = every id exists, else other ids get 404.
+    ``token``: ``None`` = any Bearer token is accepted.
+    ``error_rate`` → 503, ``throttle_rate`` → 429 with ``Retry-After: retry_after``,
+    ``drop_rate`` → connection closed without an answer (before anything is stored);
+    the three together must not exceed 1. ``rate_limit``: requests per second (token
+    bucket, bursts of one second's worth), beyond it 429 with ``Retry-After``.
+    ``max_*``: limits whose excess gives 422 (lengths in characters).
+    ``initial_state``: maps to start with; the ``state_file``, if it exists, is loaded
+    on top. The state file is written at most every second while running and on stop.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    customers: frozenset[str] | None = None
+    latency: float = 0.0
+    jitter: float = 0.0
+    error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    retry_after: float = 1.0
+    drop_rate: float = 0.0
+    rate_limit: float | None = None
+    max_key_length: int | None = None
+    max_value_length: int | None = None
+    max_keys: int | None = None
+    seed: int | None = None
+    state_file: Path | None = None
+    initial_state: Mapping[str, Mapping[str, str]] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("error_rate", "throttle_rate", "drop_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.error_rate + self.throttle_rate + self.drop_rate > 1.0 + 1e-9:
+            raise ValueError("error_rate + throttle_rate + drop_rate must not exceed 1")
+        for name in ("latency", "jitter", "retry_after"):
+            value = getattr(self, name)
+            if not (value >= 0.0 and math.isfinite(value)):
+                raise ValueError(f"{name} must be a non-negative number of seconds, got {value}")
+        if self.rate_limit is not None and not (
+            self.rate_limit > 0 and math.isfinite(self.rate_limit)
+        ):
+            raise ValueError(f"rate_limit must be positive, got {self.rate_limit}")
+        for name in ("max_key_length", "max_value_length", "max_keys"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be between 0 and 65535, got {self.port}")
+
+
+class Reply(NamedTuple):
+    """What to answer: status, JSON body, extra headers; ``drop`` = close without answering."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str] | None = None
+    drop: bool = False
+
+
+def _json(data: object) -> bytes:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> Reply:
+    return Reply(status, _json({"code": status, "message": message}), headers)
+
+
+_DROP: Final = Reply(0, b"", None, True)
+
+
+class EmulatorState:
+    """The pure core: customers' attributes, statistics and the request semantics.
+
+    Read freely in-process: ``customers`` (id → map), ``requests_total`` (every API
+    request, inspection endpoints excluded), ``by_status`` (answers by status code; drops
+    have none), ``posts_by_customer`` (every POST that named a customer, whatever its
+    outcome), ``accepted_by_customer`` (POSTs answered 200), ``faults`` (``drop``,
+    ``error``, ``throttle``, ``rate_limit``), or all of it as JSON-ready :meth:`stats`.
+    ``clock`` (monotonic seconds) drives the rate limit; faults draw from
+    ``random.Random(seed)``, one number per API request while any fault rate is set.
+    """
+
+    def __init__(
+        self,
+        settings: EmulatorSettings,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.customers: dict[str, dict[str, str]] = {}
+        if settings.initial_state:
+            for cid, attrs in settings.initial_state.items():
+                self.customers[cid] = dict(attrs)
+        if settings.state_file is not None and settings.state_file.exists():
+            for cid, attrs in load_state_file(settings.state_file).items():
+                self.customers.setdefault(cid, {}).update(attrs)
+        self.requests_total = 0
+        self.by_status: Counter[int] = Counter()
+        self.posts_by_customer: Counter[str] = Counter()
+        self.accepted_by_customer: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.changes = 0  # bumped on every accepted write; the saver compares it
+        self._clock = clock
+        self._rng = random.Random(settings.seed)
+        self._fault_rates = (
+            settings.drop_rate,
+            settings.drop_rate + settings.error_rate,
+            settings.drop_rate + settings.error_rate + settings.throttle_rate,
+        )
+        self._any_fault = self._fault_rates[2] > 0
+        seconds = settings.retry_after
+        self._throttle_header = {
+            "Retry-After": str(int(seconds)) if seconds == int(seconds) else str(seconds)
+        }
+        self._token = settings.token.encode() if settings.token is not None else None
+        self._rate = settings.rate_limit
+        self._bucket = max(1.0, settings.rate_limit or 0.0)
+        self._bucket_time: float | None = None
+
+    # ------------------------------------------------------------------ the request
+
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Reply:
+        """Answer one request. ``raw_path`` is the path as on the wire (still encoded)."""
+        path = raw_path.partition("?")[0]
+        match = _ATTRIBUTES_PATH.fullmatch(path)
+        if match is None and path.startswith("/_emulator/"):
+            return self._inspect(method, path, headers)
+        self.requests_total += 1
+        if match is None:
+            return self._count(_error(404, "no such endpoint"))
+        try:
+            customer_id = unquote_to_bytes(match.group(1)).decode("utf-8")
+        except UnicodeDecodeError:
+            return self._count(_error(404, "customer id is not valid UTF-8"))
+        if method == "POST":
+            self.posts_by_customer[customer_id] += 1
+        elif method != "GET":
+            return self._count(_error(405, "method not allowed", {"Allow": "GET, POST"}))
+
+        if self._any_fault:
+            draw = self._rng.random()
+            drop_below, error_below, throttle_below = self._fault_rates
+            if draw < drop_below:
+                self.faults["drop"] += 1
+                return _DROP
+            if draw < error_below:
+                self.faults["error"] += 1
+                return self._count(_error(503, "service unavailable (injected fault)"))
+            if draw < throttle_below:
+                self.faults["throttle"] += 1
+                return self._count(
+                    _error(429, "too many requests (injected fault)", self._throttle_header)
+                )
+        if self._rate is not None:
+            wait = self._take_token()
+            if wait > 0:
+                self.faults["rate_limit"] += 1
+                retry = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return self._count(_error(429, "rate limit exceeded", retry))
+        if not self._authorized(headers):
+            return self._count(_error(401, "invalid credentials"))
+        known = self.settings.customers
+        if known is not None and customer_id not in known:
+            return self._count(_error(404, "customer not found"))
+        if method == "GET":
+            return self._count(Reply(200, _json(self.customers.get(customer_id, {}))))
+        problem, attributes = self._parse(body)
+        if problem is not None:
+            return self._count(_error(422, problem))
+        current = self.customers.get(customer_id)
+        if current is None:
+            current = self.customers[customer_id] = {}
+        current.update(attributes)
+        self.changes += 1
+        self.accepted_by_customer[customer_id] += 1
+        return self._count(Reply(200, _json(current)))
+
+    def _count(self, reply: Reply) -> Reply:
+        self.by_status[reply.status] += 1
+        return reply
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        value = headers.get("Authorization")
+        if value is None:
+            value = headers.get("authorization")
+        if value is None:
+            return False
+        scheme, _, credentials = value.strip().partition(" ")
+        credentials = credentials.strip()
+        if scheme.lower() != "bearer" or not credentials:
+            return False
+        if self._token is None:
+            return True
+        return hmac.compare_digest(credentials.encode(), self._token)
+
+    def _take_token(self) -> float:
+        """Token bucket: 0 if the request may pass, else seconds until it could."""
+        assert self._rate is not None
+        now = self._clock()
+        capacity = max(1.0, self._rate)
+        if self._bucket_time is not None:
+            self._bucket = min(capacity, self._bucket + (now - self._bucket_time) * self._rate)
+        self._bucket_time = now
+        if self._bucket >= 1.0:
+            self._bucket -= 1.0
+            return 0.0
+        return (1.0 - self._bucket) / self._rate
+
+    def _parse(self, body: bytes) -> tuple[str | None, dict[str, str]]:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            return "the body is not valid JSON", {}
+        if type(data) is not dict:
+            return "the body must be a JSON object of strings", {}
+        s = self.settings
+        if s.max_keys is not None and len(data) > s.max_keys:
+            return f"too many attributes: {len(data)} (at most {s.max_keys})", {}
+        for key, value in data.items():
+            if not key:
+                return "empty attribute name", {}
+            if type(value) is not str:
+                return f"the value of {key!r} is not a string", {}
+            if not value:
+                return f"empty value for attribute {key!r}", {}
+            if s.max_key_length is not None and len(key) > s.max_key_length:
+                return f"attribute name longer than {s.max_key_length} characters", {}
+            if s.max_value_length is not None and len(value) > s.max_value_length:
+                return f"value of {key!r} longer than {s.max_value_length} characters", {}
+        return None, data
+
+    # ------------------------------------------------------------------ inspection
+
+    def _inspect(self, method: str, path: str, headers: Mapping[str, str]) -> Reply:
+        if path not in ("/_emulator/customers", "/_emulator/stats"):
+            return _error(404, "no such endpoint")
+        if method != "GET":
+            return _error(405, "method not allowed", {"Allow": "GET"})
+        if not self._authorized(headers):
+            return _error(401, "invalid credentials")
+        if path == "/_emulator/stats":
+            return Reply(200, _json(self.stats()))
+        return Reply(200, _json(self.customers))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as JSON-ready data (status codes as strings)."""
+        return {
+            "requests_total": self.requests_total,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "posts_by_customer": dict(self.posts_by_customer),
+            "accepted_by_customer": dict(self.accepted_by_customer),
+            "faults": dict(self.faults),
+            "customers": len(self.customers),
+        }
+
+    def snapshot(self) -> bytes:
+        """Every customer's attributes as JSON (what the state file holds)."""
+        return json.dumps(self.customers, ensure_ascii=False, indent=1, sort_keys=True).encode()
+
+
+# ----------------------------------------------------------------------------- state file
+
+
+def load_state_file(path: Path) -> dict[str, dict[str, str]]:
+    """Read a state file (``{customer id: {attribute: value}}``); ConfigError if unusable."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"state file {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(attrs, dict) and all(isinstance(v, str) for v in attrs.values())
+        for attrs in data.values()
+    ):
+        raise ConfigError(
+            f"state file {str(path)!r} is not a JSON object of customer id -> attribute map"
+        )
+    return {str(cid): dict(attrs) for cid, attrs in data.items()}
+
+
+def write_state_file(path: Path, data: bytes) -> None:
+    """Write atomically: a temporary file in the same directory, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------- HTTP front end
+
+
+class RunningEmulator:
+    """A started emulator: ``base_url``, ``port``, live ``state``, ``settings``."""
+
+    def __init__(self, settings: EmulatorSettings, state: EmulatorState) -> None:
+        self.settings = settings
+        self.state = state
+        self.port = 0
+        self.base_url = ""
+        self._runner: web.ServerRunner | None = None
+        self._saver: asyncio.Task[None] | None = None
+        self._saved_changes = state.changes
+        self._jitter = random.Random(None if settings.seed is None else settings.seed + 1)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = await request.read()
+        settings = self.settings
+        if settings.latency or settings.jitter:
+            await asyncio.sleep(settings.latency + self._jitter.uniform(0.0, settings.jitter))
+        reply = self.state.handle(request.method, request.raw_path, request.headers, body)
+        if reply.drop:
+            request.protocol.force_close()
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            return web.Response(
+                status=500
+            )  # writing it fails quietly: aiohttp sees a client that went away
+        return web.Response(
+            status=reply.status, body=reply.body, headers=reply.headers, content_type=_JSON
+        )
+
+    async def start(self) -> None:
+        server = web.Server(self._handle, access_log=None)
+        runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
+        await runner.setup()
+        self._runner = runner
+        try:
+            site = web.TCPSite(runner, self.settings.host, self.settings.port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            self._runner = None
+            raise
+        address = runner.addresses[0]
+        self.port = int(address[1])
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        self.base_url = f"http://{shown}:{self.port}"
+        if self.settings.state_file is not None:
+            self._saver = asyncio.create_task(self._save_periodically())
+
+    async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saver
+            self._saver = None
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+            await self.save()
+
+    async def save(self) -> None:
+        """Write the state file now if anything changed since the last write."""
+        path = self.settings.state_file
+        changes = self.state.changes
+        if path is None or (changes == self._saved_changes and path.exists()):
+            return
+        data = self.state.snapshot()
+        await asyncio.to_thread(write_state_file, path, data)
+        self._saved_changes = changes
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            await self.save()
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(settings: EmulatorSettings) -> AsyncIterator[RunningEmulator]:
+    """Run the emulator in the current event loop (use ``port=0`` for a free port)."""
+    emulator = RunningEmulator(settings, EmulatorState(settings))
+    await emulator.start()
+    try:
+        yield emulator
+    finally:
+        await emulator.stop()
+
+
+class EmulatorThread:
+    """The emulator on its own event loop in a daemon thread (a sync context manager)."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.state = EmulatorState(settings)
+        self._emulator = RunningEmulator(settings, self.state)
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self._emulator.base_url
+
+    @property
+    def port(self) -> int:
+        return self._emulator.port
+
+    def start(self, timeout: float = 10.0) -> Self:
+        self._thread = threading.Thread(target=self._run, name="bulk-sync-emulator", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise RuntimeError("the emulator did not start in time")
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            self._thread.join()
+            self._thread = None
+            raise failure
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stop = self._loop, self._stop
+        if self._thread is None or loop is None or stop is None:
+            return
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            loop.call_soon_threadsafe(stop.set)
+        self._thread.join(timeout)
+        self._thread = None
+        if self._failure is not None:
+            raise self._failure
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported to the starting/stopping thread
+            self._failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        await self._emulator.start()
+        self._ready.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self._emulator.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve(
+    settings: EmulatorSettings,
+    on_ready: Callable[[str], None] | None = None,
+    *,
+    on_stop: Callable[[EmulatorState], None] | None = None,
+) -> None:
+    """Run until SIGINT or SIGTERM, then write the state file and return.
+
+    ``on_ready`` gets the base URL once the port is bound; ``on_stop`` the final state.
+    """
+
+    async def main() -> None:
+        emulator = RunningEmulator(settings, EmulatorState(settings))  # may raise ConfigError
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # pragma: no cover
+                pass
+        try:
+            await emulator.start()
+            if on_ready is not None:
+                on_ready(emulator.base_url)
+            await stop.wait()
+        finally:
+            await emulator.stop()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if on_stop is not None:
+            on_stop(emulator.state)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free right now on ``host`` (for callers that need it before starting)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

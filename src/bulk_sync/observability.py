@@ -1,0 +1,165 @@
+"""Logs, summary JSON and Prometheus metrics: what monitoring reads.
+
+Logging goes to stderr, as text or one JSON object a line. A redacting filter removes
+the API key from every record, whatever code logged it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from bulk_sync.models import Status
+from bulk_sync.runner import Summary
+
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class Redactor(logging.Filter):
+    """Replaces secrets in log messages and arguments with ``***``."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def redact(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = self.redact(record.getMessage())
+            record.args = None
+            if record.exc_text:
+                record.exc_text = self.redact(record.exc_text)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                doc[key] = value
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, ensure_ascii=False, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        self.converter = time.gmtime
+
+
+def setup_logging(
+    fmt: str = "text",
+    *,
+    secrets: Iterable[str] = (),
+    level: int = logging.INFO,
+    stream: TextIO | None = None,
+) -> logging.Handler:
+    """Route the ``bulk_sync`` loggers to stderr. Returns the handler (to remove it)."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(Redactor(secrets))
+    logger = logging.getLogger("bulk_sync")
+    for old in list(logger.handlers):
+        if getattr(old, "_bulk_sync", False):
+            logger.removeHandler(old)
+    handler._bulk_sync = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    return handler
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_summary_json(path: Path, summary: Summary) -> None:
+    _atomic_write(path, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
+
+
+def metrics_text(
+    summary: Summary,
+    *,
+    job: str = "bulk_sync",
+    now: float | None = None,
+    last_success: float | None = None,
+) -> str:
+    """The Prometheus text exposition format, for node_exporter's textfile collector.
+
+    ``bulk_sync_last_success_timestamp_seconds`` is carried over from ``last_success``
+    when this run did not succeed, so "no success for 2 days" can be alerted on.
+    """
+    ts = time.time() if now is None else now
+    label = f'job="{job}"'
+    out = [
+        "# HELP bulk_sync_rows Rows of the last run by final status.",
+        "# TYPE bulk_sync_rows gauge",
+    ]
+    for s in Status:
+        out.append(f'bulk_sync_rows{{{label},status="{s.value}"}} {summary.counts.get(s.value, 0)}')
+    gauges = [
+        ("bulk_sync_customers", "Customers in the last run.", summary.customers),
+        ("bulk_sync_requests", "Requests made by the last run.", summary.requests),
+        ("bulk_sync_retries", "Retried requests in the last run.", summary.retries),
+        ("bulk_sync_throttled", "429 answers in the last run.", summary.throttled),
+        ("bulk_sync_duration_seconds", "Duration of the last run.", round(summary.elapsed, 3)),
+        ("bulk_sync_exit_code", "Exit code of the last run.", summary.exit_code),
+        ("bulk_sync_last_run_timestamp_seconds", "When the last run ended.", round(ts, 3)),
+    ]
+    success = ts if summary.exit_code == 0 else last_success
+    if success is not None:
+        gauges.append(
+            (
+                "bulk_sync_last_success_timestamp_seconds",
+                "When a run last ended with exit 0.",
+                round(success, 3),
+            )
+        )
+    for name, help_text, value in gauges:
+        out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{label}}} {value}"]
+    return "\n".join(out) + "\n"
+
+
+def write_metrics(path: Path, summary: Summary, *, job: str = "bulk_sync") -> None:
+    text = metrics_text(summary, job=job, last_success=_previous_success(path))
+    _atomic_write(path, text)
+
+
+def _previous_success(path: Path) -> float | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith("bulk_sync_last_success_timestamp_seconds"):
+            try:
+                return float(line.rsplit(" ", 1)[1])
+            except (IndexError, ValueError):
+                return None
+    return None

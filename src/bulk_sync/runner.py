@@ -1,0 +1,652 @@
+"""Wires the stages: load, validate, group, upload, report. What the CLI and library users call.
+
+    >>> from bulk_sync import sync
+    >>> summary = sync(["customers.csv"], report="out.csv", dry_run=True)  # doctest: +SKIP
+    >>> summary.exit_code, summary.counts["valid"]  # doctest: +SKIP
+
+Whatever happens after the inputs are loaded (API outage, rejected credentials,
+SIGTERM, a bug), the report is written with one line per input row: rows not
+accepted are ``not_sent``. While uploading, each finished customer's rows are
+appended to a journal beside the report, so even a ``kill -9`` leaves a record that
+``--resume`` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bulk_sync.config import Settings
+from bulk_sync.errors import ConfigError, ReportExistsError, UsageError
+from bulk_sync.grouping import group, split
+from bulk_sync.loading import LoadOptions, load
+from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
+from bulk_sync.report import Journal, accepted_rows, journal_path_for, read_report, write_report
+from bulk_sync.uploader import Job, JobResult, RetryPolicy, Sender, Uploader, UploadStats
+from bulk_sync.validation import Limits, validate
+
+log = logging.getLogger(__name__)
+
+SKIP_RESUMED = "already sent (resume)"
+SKIP_UNCHANGED = "already synced; unchanged since the last run (state)"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """``--shard K/N``: customers whose stable hash modulo N is K."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            k_text, n_text = text.split("/")
+            k, n = int(k_text), int(n_text)
+        except ValueError:
+            raise ConfigError(f"--shard must look like K/N, e.g. 0/4 (got {text!r})") from None
+        if n < 1 or not 0 <= k < n:
+            raise ConfigError(f"--shard {text}: need 0 <= K < N")
+        return cls(k, n)
+
+    def owns(self, customer_id: str) -> bool:
+        return shard_of(customer_id, self.count) == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def shard_of(customer_id: str, count: int) -> int:
+    """Stable across processes and machines (unlike Python's salted ``hash``)."""
+    digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    rows_total: int
+    rows_done: int
+    customers_total: int
+    customers_done: int
+    failed_rows: int
+    requests: int
+    retries: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a run did. ``exit_code`` follows DESIGN.md section 2."""
+
+    counts: dict[str, int]
+    rows: int
+    customers: int
+    requests: int
+    retries: int
+    elapsed: float
+    report: Path
+    exit_code: int
+    dry_run: bool
+    aborted: str = ""
+    problems: tuple[tuple[str, int, str], ...] = ()  # (kind, count, first located message)
+    throttled: int = 0
+    inputs: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exit_code": self.exit_code,
+            "dry_run": self.dry_run,
+            "aborted": self.aborted or None,
+            "rows": self.rows,
+            "customers": self.customers,
+            "counts": dict(self.counts),
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "rows_per_second": round(self.rows / self.elapsed, 1) if self.elapsed else None,
+            "report": str(self.report),
+            "inputs": list(self.inputs),
+            "problems": [{"kind": k, "count": c, "example": e} for k, c, e in self.problems],
+            **self.extra,
+        }
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+# -- report paths ----------------------------------------------------------------------
+
+
+def default_report_path(now: datetime | None = None, directory: Path | None = None) -> Path:
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    base = (directory or Path.cwd()) / f"bulk-sync-report-{stamp}.csv"
+    candidate, n = base, 1
+    while candidate.exists() or journal_path_for(candidate).exists():
+        candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        n += 1
+    return candidate
+
+
+def resolve_report_path(
+    report: Path | None, *, resume: Path | None = None, overwrite: bool = False
+) -> Path:
+    """Where the report goes. An existing file is never silently replaced.
+
+    ``{timestamp}`` in the name is replaced by the UTC time, for cron jobs. Replacing an
+    existing report is allowed with ``overwrite``, or when it is the report being resumed
+    (the new report carries everything the old one said was done).
+    """
+    if report is None:
+        return default_report_path()
+    if "{timestamp}" in str(report):
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        report = Path(str(report).replace("{timestamp}", stamp))
+    if report.suffix.lower() not in (".csv", ".xlsx"):
+        raise UsageError(f"--report {report}: the report must end in .csv or .xlsx")
+    if not report.parent.exists():
+        raise UsageError(f"--report {report}: folder {report.parent} does not exist")
+    same_as_resume = resume is not None and _same_file(report, resume)
+    if report.exists() and not overwrite and not same_as_resume:
+        raise ReportExistsError(
+            f"report {report} already exists; choose another --report path "
+            "(or pass --overwrite to replace it)"
+        )
+    journal = journal_path_for(report)
+    if journal.exists() and not same_as_resume and not _same_file(journal, resume):
+        raise ReportExistsError(
+            f"{journal} exists: an earlier run with this report path did not finish. Resume it "
+            f"with --resume {journal}, or remove the journal"
+        )
+    return report
+
+
+def _same_file(a: Path, b: Path | None) -> bool:
+    if b is None:
+        return False
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+# -- the run -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Ledger:
+    """Per-row results, in columns (a million rows must stay cheap)."""
+
+    rows: Rows
+    status: list[Status]
+    http: list[int | None]
+    error: list[str]
+    attempts: list[int]
+    keep: bytearray | None = None  # rows in this shard; None = all
+
+    @classmethod
+    def new(cls, rows: Rows) -> _Ledger:
+        n = len(rows)
+        return cls(rows, [Status.VALID] * n, [None] * n, [""] * n, [0] * n)
+
+    def line(self, i: int) -> list[object]:
+        table, local = self.rows.locate(i)
+        return self._line(table, local, i)
+
+    def _line(self, table: Table, local: int, i: int) -> list[object]:
+        return [
+            table.source,
+            table.sheet,
+            table.rows[local],
+            self.rows.customer_ids[i],
+            self.rows.attributes[i],
+            self.rows.values[i],
+            self.status[i].value,
+            self.http[i],
+            self.error[i],
+            self.attempts[i],
+        ]
+
+    def lines(self) -> Iterator[list[object]]:
+        keep = self.keep
+        for table, offset in zip(self.rows.tables, self.rows.offsets, strict=True):
+            for local in range(len(table)):
+                i = offset + local
+                if keep is None or keep[i]:
+                    yield self._line(table, local, i)
+
+    def counts(self) -> dict[str, int]:
+        if self.keep is None:
+            c = Counter(self.status)
+        else:
+            c = Counter(s for s, k in zip(self.status, self.keep, strict=True) if k)
+        return {s.value: c.get(s, 0) for s in Status}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run will send, after validation, grouping, resume, state and sharding."""
+
+    ledger: _Ledger
+    maps: tuple[CustomerMap, ...]
+    problems: tuple[Problem, ...]
+    customers: int
+
+
+def plan(
+    tables: Sequence[Table],
+    settings: Settings,
+    *,
+    resume: Path | None = None,
+    shard: Shard | None = None,
+    state: Any = None,
+    full: bool = False,
+) -> Plan:
+    rows = Rows.of(tables)
+    ledger = _Ledger.new(rows)
+    limits = Limits(
+        max_customer_id_length=settings.max_customer_id_length,
+        max_attribute_length=settings.max_attribute_length,
+        max_value_length=settings.max_value_length,
+    )
+    problems = list(validate(rows, limits))
+    invalid = bytearray(len(rows))
+    for p in problems:
+        invalid[p.index] = 1
+    grouped = group(rows, invalid, settings.on_conflict)
+    problems.extend(grouped.invalid)
+    problems.sort(key=lambda p: p.index)
+    for p in problems:
+        i = p.index
+        ledger.status[i] = Status.INVALID
+        ledger.error[i] = f"{ledger.error[i]}; {p.message}" if ledger.error[i] else p.message
+    for i, note in grouped.superseded.items():
+        ledger.status[i] = Status.SKIPPED
+        ledger.error[i] = note
+
+    maps = grouped.maps
+    if shard is not None:
+        keep = bytearray(len(rows))
+        cids = rows.customer_ids
+        owned: dict[str, bool] = {}
+        for i, cid in enumerate(cids):
+            o = owned.get(cid)
+            if o is None:
+                o = owned[cid] = shard.owns(cid)
+            if o:
+                keep[i] = 1
+        ledger.keep = keep
+        problems = [p for p in problems if keep[p.index]]
+        maps = tuple(m for m in maps if owned[m.customer_id])
+
+    if resume is not None:
+        done = accepted_rows(resume)
+        maps = _drop_pairs(
+            maps, ledger, lambda cid, p: (cid, p.attribute, p.value) in done, SKIP_RESUMED
+        )
+    if state is not None and not full:
+        maps = _drop_pairs(maps, ledger, state.is_synced, SKIP_UNCHANGED)
+    return Plan(ledger, maps, tuple(problems), len(maps))
+
+
+def _drop_pairs(
+    maps: Sequence[CustomerMap],
+    ledger: _Ledger,
+    done: Callable[[str, Pair], bool],
+    note: str,
+) -> tuple[CustomerMap, ...]:
+    kept: list[CustomerMap] = []
+    for m in maps:
+        pairs = []
+        for p in m.pairs:
+            if done(m.customer_id, p):
+                for i in p.indices:
+                    ledger.status[i] = Status.SKIPPED
+                    ledger.error[i] = note
+            else:
+                pairs.append(p)
+        if len(pairs) == len(m.pairs):
+            kept.append(m)
+        elif pairs:
+            kept.append(CustomerMap(m.customer_id, tuple(pairs)))
+    return tuple(kept)
+
+
+def load_options(settings: Settings) -> LoadOptions:
+    return LoadOptions(
+        encoding=settings.encoding,
+        delimiter=settings.delimiter,
+        sheet=settings.sheet,
+        all_sheets=settings.all_sheets,
+        wide=settings.wide,
+        columns=dict(settings.columns),
+    )
+
+
+async def run_tables(
+    tables: Sequence[Table],
+    settings: Settings,
+    *,
+    report: Path,
+    token: str | None,
+    dry_run: bool = False,
+    resume: Path | None = None,
+    shard: Shard | None = None,
+    state: Any = None,
+    full: bool = False,
+    sender: Sender | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    inputs: Sequence[str] = (),
+) -> Summary:
+    started = clock()
+    the_plan = plan(tables, settings, resume=resume, shard=shard, state=state, full=full)
+    ledger = the_plan.ledger
+    stats = UploadStats()
+    if not dry_run and the_plan.maps:
+        if sender is None and token is None:
+            raise ConfigError(
+                f"no API key: set the environment variable {settings.token_env} "
+                "(or run with --dry-run)"
+            )
+        stats = await _upload(
+            the_plan,
+            settings,
+            report=report,
+            token=token,
+            sender=sender,
+            stop=stop,
+            on_progress=on_progress,
+            clock=clock,
+            started=started,
+            state=state,
+        )
+    else:
+        _finish(ledger, report, None)
+    elapsed = clock() - started
+    counts = ledger.counts()
+    rows_in_report = sum(counts.values())
+    if stats.halted:
+        code = 3
+    elif counts["invalid"] or counts["failed"] or counts["not_sent"]:
+        code = 1
+    else:
+        code = 0
+    kinds = Counter(p.kind for p in the_plan.problems)
+    first: dict[str, str] = {}
+    for p in the_plan.problems:
+        first.setdefault(p.kind, p.located())
+    return Summary(
+        counts=counts,
+        rows=rows_in_report,
+        customers=_count_customers(ledger),
+        requests=stats.requests,
+        retries=stats.retries,
+        elapsed=elapsed,
+        report=report,
+        exit_code=code,
+        dry_run=dry_run,
+        aborted=stats.halted,
+        problems=tuple((k, c, first[k]) for k, c in kinds.most_common()),
+        throttled=stats.throttled,
+        inputs=tuple(inputs),
+    )
+
+
+def _count_customers(ledger: _Ledger) -> int:
+    cids = ledger.rows.customer_ids
+    if ledger.keep is None:
+        return len({c for c in cids if c})
+    return len({c for c, k in zip(cids, ledger.keep, strict=True) if c and k})
+
+
+def _finish(ledger: _Ledger, report: Path, journal: Journal | None) -> None:
+    write_report(report, ledger.lines())
+    if journal is not None:
+        journal.close()
+        journal.path.unlink(missing_ok=True)
+
+
+async def _upload(
+    the_plan: Plan,
+    settings: Settings,
+    *,
+    report: Path,
+    token: str | None,
+    sender: Sender | None,
+    stop: asyncio.Event | None,
+    on_progress: ProgressCallback | None,
+    clock: Callable[[], float],
+    started: float,
+    state: Any,
+) -> UploadStats:
+    ledger = the_plan.ledger
+    jobs: list[Job] = []
+    for m in the_plan.maps:
+        for part in split(m, settings.max_attributes_per_request):
+            jobs.append(Job(part.customer_id, part.pairs))
+    pending = 0
+    for job in jobs:
+        for p in job.pairs:
+            for i in p.indices:
+                ledger.status[i] = Status.NOT_SENT
+                ledger.error[i] = "not sent: the run stopped before this row was sent"
+                pending += 1
+    rows_total = pending
+    customers_total = len(the_plan.maps)
+    jobs_left: Counter[str] = Counter(j.customer_id for j in jobs)
+
+    journal_path = journal_path_for(report)
+    journal = Journal.open(journal_path, {"report": str(report), "pid": os.getpid()})
+    skipped = [
+        ledger.line(i)
+        for i, s in enumerate(ledger.status)
+        if s is Status.SKIPPED and ledger.error[i] == SKIP_RESUMED
+    ]
+    if skipped:
+        journal.append(skipped)
+
+    done_rows = 0
+    done_customers = 0
+    failed_rows = 0
+    uploader: Uploader | None = None
+    last_progress = 0.0
+
+    def on_result(result: JobResult) -> None:
+        nonlocal done_rows, done_customers, failed_rows, last_progress
+        lines = []
+        accepted: list[tuple[str, str]] = []
+        for pair, outcome in zip(result.job.pairs, result.outcomes, strict=True):
+            for i in pair.indices:
+                ledger.status[i] = outcome.status
+                ledger.http[i] = outcome.http_status
+                ledger.error[i] = outcome.error
+                ledger.attempts[i] = outcome.attempts
+                lines.append(ledger.line(i))
+                done_rows += 1
+                if outcome.status is Status.FAILED:
+                    failed_rows += 1
+            if outcome.status is Status.OK:
+                accepted.append((pair.attribute, outcome.confirmed or pair.value))
+        journal.append(lines)
+        if state is not None and accepted:
+            state.record(result.job.customer_id, accepted)
+        jobs_left[result.job.customer_id] -= 1
+        if jobs_left[result.job.customer_id] == 0:
+            done_customers += 1
+        now = clock()
+        if on_progress is not None and (now - last_progress >= 0.1 or done_rows == rows_total):
+            last_progress = now
+            stats = uploader.stats if uploader else UploadStats()
+            on_progress(
+                Progress(
+                    rows_total,
+                    done_rows,
+                    customers_total,
+                    done_customers,
+                    failed_rows,
+                    stats.requests,
+                    stats.retries,
+                    now - started,
+                )
+            )
+
+    try:
+        client_cm = None
+        if sender is None:
+            client_cm = _make_client(settings, token)
+            sender = await client_cm.__aenter__()
+        try:
+            uploader = Uploader(
+                sender,
+                concurrency=settings.concurrency,
+                rate=settings.rate,
+                retry=RetryPolicy(
+                    max_attempts=settings.max_attempts,
+                    initial=settings.backoff_initial,
+                    maximum=settings.backoff_max,
+                    deadline=settings.deadline,
+                ),
+                grace_period=settings.grace_period,
+            )
+            return await uploader.run(jobs, on_result, stop)
+        finally:
+            if client_cm is not None:
+                await client_cm.__aexit__(None, None, None)
+    finally:
+        if state is not None:
+            state.flush()
+        _finish(ledger, report, journal)
+
+
+def _make_client(settings: Settings, token: str | None) -> Any:
+    from bulk_sync.client import Client
+
+    verify: bool | str = settings.verify_tls
+    if settings.ca_bundle is not None:
+        verify = str(settings.ca_bundle)
+    return Client(
+        settings.base_url,
+        token or "",
+        timeout=settings.timeout,
+        connect_timeout=settings.connect_timeout,
+        max_connections=settings.concurrency,
+        transport=settings.transport,
+        verify=verify,
+        allow_insecure_http=settings.allow_insecure_http,
+    )
+
+
+def check_base_url(settings: Settings) -> None:
+    """Refuse an insecure base URL before any file is read."""
+    _make_client(settings, "x")  # the constructor validates; nothing is opened
+
+
+# -- library entry points ----------------------------------------------------------------
+
+
+async def sync_async(
+    inputs: Sequence[str | Path],
+    settings: Settings | None = None,
+    *,
+    report: str | Path | None = None,
+    token: str | None = None,
+    dry_run: bool = False,
+    resume: str | Path | None = None,
+    overwrite: bool = False,
+    shard: Shard | None = None,
+    state: Any = None,
+    full: bool = False,
+    sender: Sender | None = None,
+    stop: asyncio.Event | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Summary:
+    """Load, validate, upload and report. Raises :class:`UsageError` (exit 2) before
+    anything is sent when the command, config or input cannot be used."""
+    settings = settings or Settings()
+    paths = [Path(p) for p in inputs]
+    if not paths:
+        raise UsageError("no input files given")
+    resume_path = Path(resume) if resume is not None else None
+    report_path = resolve_report_path(
+        Path(report) if report is not None else None, resume=resume_path, overwrite=overwrite
+    )
+    if not dry_run and sender is None:
+        check_base_url(settings)
+        if token is None:
+            token = settings.token()
+        if token is None:
+            raise ConfigError(
+                f"no API key: set the environment variable {settings.token_env} "
+                "(or run with --dry-run)"
+            )
+    if resume_path is not None:
+        accepted_rows(resume_path)  # fail early (exit 2) if it cannot be read
+    tables = load(paths, load_options(settings))
+    return await run_tables(
+        tables,
+        settings,
+        report=report_path,
+        token=token,
+        dry_run=dry_run,
+        resume=resume_path,
+        shard=shard,
+        state=state,
+        full=full,
+        sender=sender,
+        stop=stop,
+        on_progress=on_progress,
+        inputs=[str(p) for p in paths],
+    )
+
+
+def sync(inputs: Sequence[str | Path], settings: Settings | None = None, **kwargs: Any) -> Summary:
+    """Blocking form of :func:`sync_async` for scripts and schedulers."""
+    return asyncio.run(sync_async(inputs, settings, **kwargs))
+
+
+def retry_tables(report: Path) -> list[Table]:
+    """The rows of a report whose status is ``failed`` or ``not_sent``, as input tables
+    that keep the original file, sheet and row numbers."""
+    tables: list[Table] = []
+    key: tuple[str, str] | None = None
+    cols: tuple[list[int], list[str], list[str], list[str]] = ([], [], [], [])
+
+    def flush() -> None:
+        if key is not None and cols[0]:
+            tables.append(Table(key[0], key[1], *cols))
+
+    for r in read_report(report):
+        if r.status not in (Status.FAILED, Status.NOT_SENT):
+            continue
+        if (r.source, r.sheet) != key:
+            flush()
+            key = (r.source, r.sheet)
+            cols = ([], [], [], [])
+        cols[0].append(r.row)
+        cols[1].append(r.customer_id)
+        cols[2].append(r.attribute)
+        cols[3].append(r.value)
+    flush()
+    return tables
+
+
+def default_retry_report_path(report: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = report.with_name(f"{report.stem}.retry-{stamp}{report.suffix}")
+    candidate, n = base, 1
+    while candidate.exists():
+        candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
+        n += 1
+    return candidate

@@ -12,12 +12,19 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out"
+
+
+def _drain(stream: IO[str]) -> None:
+    for line in stream:
+        sys.stderr.write(line)
 
 
 def start_emulator(token: str, state_file: Path) -> tuple[subprocess.Popen[str], str]:
@@ -39,6 +46,7 @@ def start_emulator(token: str, state_file: Path) -> tuple[subprocess.Popen[str],
         sys.stderr.write(line)
         if "listening on" in line:
             url = line.split("listening on", 1)[1].split()[0]
+            threading.Thread(target=_drain, args=(proc.stderr,), daemon=True).start()
             return proc, url
     proc.kill()
     raise SystemExit("demo: the emulator did not start")

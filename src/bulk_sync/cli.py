@@ -367,7 +367,15 @@ def _guard(settings: Settings, job: Callable[[], int]) -> int:
 def _lock_and_state(settings: Settings, opts: dict[str, Any]) -> Iterator[Any]:
     """Hold the run lock (``--lock``, or beside ``--state``) and open the state store."""
     if opts.get("dry_run"):
-        yield None
+        # A dry run takes no lock and records nothing, but reads the state (if any) so
+        # that its report shows which pairs a real run would skip.
+        if settings.state is None or not settings.state.exists():
+            yield None
+            return
+        from bulk_sync.state import StateStore
+
+        with StateStore.open(settings.state, scope=settings.base_url, log_run=False) as state:
+            yield state
         return
     lock_path = settings.lock
     if lock_path is None and settings.state is not None:
@@ -502,7 +510,8 @@ def _finish(summary: Summary, settings: Settings, quiet: bool) -> int:
         write_summary_json(settings.summary_json, summary)
     if settings.metrics_file is not None:
         write_metrics(settings.metrics_file, summary, job=settings.metrics_job)
-    log.info("run finished", extra={"event": "summary", **summary.to_dict()})
+    if settings.log_format == "json":
+        log.info("run finished", extra={"event": "summary", **summary.to_dict()})
     if not quiet:
         click.echo(format_summary(summary))
     return summary.exit_code

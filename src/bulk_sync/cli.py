@@ -374,8 +374,8 @@ def _lock_and_state(settings: Settings, opts: dict[str, Any]) -> Iterator[Any]:
             return
         from bulk_sync.state import StateStore
 
-        with StateStore.open(settings.state, scope=settings.base_url, log_run=False) as state:
-            yield state
+        with StateStore.open(settings.state, scope=settings.base_url, log_run=False) as readonly:
+            yield readonly
         return
     lock_path = settings.lock
     if lock_path is None and settings.state is not None:

@@ -595,7 +595,8 @@ def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise InsecureURLError(
             f"refusing plain http:// base URL {base_url!r}: the API token would travel "
-            "unencrypted; use https://, or allow insecure HTTP explicitly "
-            "(allow_insecure_http=True) if you really mean it"
+            "unencrypted; use https://, or allow it explicitly if you really mean it "
+            "(--allow-insecure-http; allow_insecure_http: true in a config file; "
+            "allow_insecure_http=True in Python)"
         )
     return str(url).rstrip("/")

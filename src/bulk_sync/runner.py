@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bulk_sync.config import Settings
-from bulk_sync.errors import ConfigError, ReportExistsError, UsageError
+from bulk_sync.errors import ConfigError, InputError, ReportExistsError, UsageError
 from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
@@ -582,6 +582,11 @@ async def sync_async(
     report_path = resolve_report_path(
         Path(report) if report is not None else None, resume=resume_path, overwrite=overwrite
     )
+    for p in paths:  # the cheapest check first: a typo in a file name names the file
+        if not p.exists():
+            raise InputError("file not found", source=str(p))
+        if p.is_dir():
+            raise InputError("is a folder, not a file", source=str(p))
     if not dry_run and sender is None:
         check_base_url(settings)
         if token is None:

@@ -1,0 +1,305 @@
+"""Operations through the command line: shards, machine-readable output, splitting,
+conflict policy and wide files, against the emulator over loopback."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bulk_sync.cli import cli
+from bulk_sync.emulator import EmulatorThread
+from bulk_sync.runner import Shard, shard_of
+
+FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\n"
+
+
+def write_csv(
+    path: Path,
+    rows: list[tuple[str, ...]],
+    header: tuple[str, ...] = ("customer_id", "attribute", "value"),
+) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def read_report(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture
+def run_cli(api_token: str, tmp_path: Path) -> Callable[..., Result]:
+    config = tmp_path / "fast.yaml"
+    config.write_text(FAST)
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(
+            cli,
+            [*args, "--config", str(config)],
+            env={"IC_API_TOKEN": api_token},
+            catch_exceptions=False,
+        )
+
+    return run
+
+
+def test_shards_cover_every_customer_exactly_once(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    rows = [(f"C{c}", f"a{a}", f"v{c}{a}") for c in range(200) for a in range(2)]
+    src = write_csv(tmp_path / "in.csv", rows)
+    seen: list[tuple[str, str]] = []
+    per_shard = []
+    for k in range(3):
+        report = tmp_path / f"r{k}.csv"
+        result = run_cli(
+            "sync", str(src), "--dry-run", "--shard", f"{k}/3", "--report", str(report)
+        )
+        assert result.exit_code == 0, result.output
+        out = read_report(report)
+        per_shard.append({r["customer_id"] for r in out})
+        seen += [(r["customer_id"], r["attribute"]) for r in out]
+    assert sorted(seen) == sorted((c, a) for c, a, _ in rows)
+    assert all(len(s) > 30 for s in per_shard)  # a usable spread, not one shard with everything
+    assert per_shard[0].isdisjoint(per_shard[1])
+
+
+def test_shard_hash_is_stable_across_processes_with_different_hash_seeds() -> None:
+    ids = ["C1", "Região Norte", "00123", "x/y"]
+    code = (
+        "import sys; from bulk_sync.runner import shard_of; "
+        "print([shard_of(i, 7) for i in sys.argv[1:]])"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code, *ids],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outs) == 1
+    assert outs.pop().strip() == str([shard_of(i, 7) for i in ids])
+
+
+@pytest.mark.parametrize("text", ["3/3", "-1/2", "1", "a/b", "0/0"])
+def test_bad_shard_specs_are_refused(text: str) -> None:
+    from bulk_sync.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        Shard.parse(text)
+
+
+def test_json_logs_summary_json_and_metrics_agree_with_the_report(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread(customers=frozenset({"C1", "C2"}))
+    src = write_csv(
+        tmp_path / "in.csv", [("C1", "a", "1"), ("C2", "a", "2"), ("C3", "a", "3"), ("C4", "a", "")]
+    )
+    report, summary, metrics = tmp_path / "r.csv", tmp_path / "s.json", tmp_path / "m.prom"
+    result = run_cli(
+        "sync",
+        str(src),
+        "--report",
+        str(report),
+        "--base-url",
+        server.base_url,
+        "--log-format",
+        "json",
+        "--summary-json",
+        str(summary),
+        "--metrics-file",
+        str(metrics),
+    )
+    assert result.exit_code == 1
+    doc = json.loads(summary.read_text())
+    assert doc["exit_code"] == 1
+    assert doc["counts"] == {
+        "ok": 2,
+        "skipped": 0,
+        "valid": 0,
+        "invalid": 1,
+        "failed": 1,
+        "not_sent": 0,
+    }
+    assert doc["requests"] == 3
+    assert doc["report"] == str(report)
+    statuses = [r["status"] for r in read_report(report)]
+    assert statuses == ["ok", "ok", "failed", "invalid"]
+    prom = dict(
+        line.rsplit(" ", 1) for line in metrics.read_text().splitlines() if not line.startswith("#")
+    )
+    assert prom['bulk_sync_rows{job="bulk_sync",status="ok"}'] == "2"
+    assert prom['bulk_sync_rows{job="bulk_sync",status="failed"}'] == "1"
+    assert prom['bulk_sync_exit_code{job="bulk_sync"}'] == "1"
+    assert not any(k.startswith("bulk_sync_last_success") for k in prom)
+    json_lines = [line for line in result.stderr.splitlines() if line.startswith("{")]
+    assert json_lines
+    events = [json.loads(line) for line in json_lines]
+    assert any(e.get("event") == "summary" and e["counts"]["ok"] == 2 for e in events)
+
+
+def test_last_success_timestamp_survives_a_failed_run(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    metrics = tmp_path / "m.prom"
+    ok_src = write_csv(tmp_path / "ok.csv", [("C1", "a", "1")])
+    bad_src = write_csv(tmp_path / "bad.csv", [("C1", "a", "")])
+    assert (
+        run_cli(
+            "sync",
+            str(ok_src),
+            "--report",
+            str(tmp_path / "1.csv"),
+            "--base-url",
+            server.base_url,
+            "--metrics-file",
+            str(metrics),
+        ).exit_code
+        == 0
+    )
+    first = [
+        line
+        for line in metrics.read_text().splitlines()
+        if line.startswith("bulk_sync_last_success")
+    ]
+    assert (
+        run_cli(
+            "sync",
+            str(bad_src),
+            "--report",
+            str(tmp_path / "2.csv"),
+            "--base-url",
+            server.base_url,
+            "--metrics-file",
+            str(metrics),
+        ).exit_code
+        == 1
+    )
+    second = [
+        line
+        for line in metrics.read_text().splitlines()
+        if line.startswith("bulk_sync_last_success")
+    ]
+    assert first
+    assert first == second
+
+
+def test_large_maps_are_split_into_several_requests(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    src = write_csv(tmp_path / "in.csv", [("C1", f"a{i}", str(i)) for i in range(25)])
+    report = tmp_path / "r.csv"
+    result = run_cli(
+        "sync",
+        str(src),
+        "--report",
+        str(report),
+        "--base-url",
+        server.base_url,
+        "--max-attributes-per-request",
+        "10",
+    )
+    assert result.exit_code == 0, result.output
+    assert server.state.posts_by_customer["C1"] == 3
+    assert len(server.state.customers["C1"]) == 25
+
+
+def test_on_conflict_last_lets_the_last_row_win_and_skips_the_others(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    src = write_csv(
+        tmp_path / "in.csv", [("C1", "seg", "old"), ("C1", "seg", "new"), ("C1", "x", "1")]
+    )
+    report = tmp_path / "r.csv"
+    result = run_cli(
+        "sync",
+        str(src),
+        "--report",
+        str(report),
+        "--base-url",
+        server.base_url,
+        "--on-conflict",
+        "last",
+    )
+    assert result.exit_code == 0, result.output
+    out = read_report(report)
+    assert [r["status"] for r in out] == ["skipped", "ok", "ok"]
+    assert "superseded by row 3" in out[0]["error"]
+    assert server.state.customers["C1"] == {"seg": "new", "x": "1"}
+
+
+def test_conflicting_duplicates_are_invalid_by_default_and_not_sent(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    src = write_csv(
+        tmp_path / "in.csv", [("C1", "seg", "old"), ("C1", "seg", "new"), ("C1", "x", "1")]
+    )
+    report = tmp_path / "r.csv"
+    result = run_cli("sync", str(src), "--report", str(report), "--base-url", server.base_url)
+    assert result.exit_code == 1
+    assert [r["status"] for r in read_report(report)] == ["invalid", "invalid", "ok"]
+    assert server.state.customers["C1"] == {"x": "1"}
+
+
+def test_wide_files_send_one_pair_per_non_empty_cell(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    src = write_csv(
+        tmp_path / "wide.csv",
+        [("C1", "retail", ""), ("C2", "", "Ana")],
+        header=("Customer ID", "segment", "manager"),
+    )
+    report = tmp_path / "r.csv"
+    result = run_cli(
+        "sync", str(src), "--wide", "--report", str(report), "--base-url", server.base_url
+    )
+    assert result.exit_code == 0, result.output
+    assert server.state.customers == {"C1": {"segment": "retail"}, "C2": {"manager": "Ana"}}
+    assert [(r["row"], r["attribute"]) for r in read_report(report)] == [
+        ("2", "segment"),
+        ("3", "manager"),
+    ]
+
+
+def test_report_placeholder_timestamp_gives_a_new_file_each_run(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    result = run_cli(
+        "sync", str(src), "--dry-run", "--report", str(tmp_path / "run-{timestamp}.csv")
+    )
+    assert result.exit_code == 0
+    [made] = list(tmp_path.glob("run-2*.csv"))
+    assert read_report(made)[0]["status"] == "valid"
+
+
+def test_inputs_and_inbox_together_are_refused(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    (tmp_path / "in").mkdir()
+    (tmp_path / "arch").mkdir()
+    result = run_cli(
+        "sync", str(src), "--inbox", str(tmp_path / "in"), "--archive", str(tmp_path / "arch")
+    )
+    assert result.exit_code == 2
+    assert "exclusive" in result.output

@@ -472,19 +472,16 @@ def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
         MofNCompleteColumn,
         TaskProgressColumn,
         TextColumn,
-        TimeElapsedColumn,
         TimeRemainingColumn,
     )
     from rich.progress import Progress as Bar
 
     console = Console(stderr=True)
     with Bar(
-        TextColumn("[bold]uploading"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        BarColumn(bar_width=20),
         TaskProgressColumn(),
+        MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=console,
@@ -498,8 +495,8 @@ def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
                 task,
                 total=p.rows_total,
                 completed=p.rows_done,
-                detail=f"rows · {p.customers_done}/{p.customers_total} customers · "
-                f"{rate:,.0f} rows/s · {p.failed_rows} failed · {p.retries} retries",
+                detail=f"rows {p.customers_done}/{p.customers_total} customers "
+                f"{rate:,.0f}/s {p.failed_rows} failed {p.retries} retries",
             )
 
         yield update

@@ -611,9 +611,18 @@ def test_all_sheets_loads_every_sheet_with_the_header_and_skips_empty_ones(
     ]
 
 
-def test_all_sheets_refuses_a_sheet_without_the_columns(tmp_path: Path) -> None:
+def test_all_sheets_leaves_out_a_sheet_without_the_columns_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = xlsx(tmp_path, {"Data": [HEADER, ["c1", "a", "1"]], "Notes": [["Read me first"]]})
-    with pytest.raises(InputError, match=r"book\.xlsx, sheet 'Notes': missing columns"):
+    tables = load_file(path, LoadOptions(all_sheets=True))
+    assert [t.sheet for t in tables] == ["Data"]
+    assert "sheet 'Notes' left out: missing columns" in caplog.text
+
+
+def test_all_sheets_with_no_sheet_having_the_columns_is_unusable(tmp_path: Path) -> None:
+    path = xlsx(tmp_path, {"A": [["x", "y"], ["1", "2"]], "Notes": [["Read me first"]]})
+    with pytest.raises(InputError, match=r"book\.xlsx: no sheet has the required columns: 'A'"):
         load_file(path, LoadOptions(all_sheets=True))
 
 

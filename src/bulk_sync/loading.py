@@ -43,8 +43,9 @@ Well-formed files go through pyarrow's multi-threaded reader; files it cannot nu
 exactly (blank lines between quoted records, ragged records) through Python's csv module.
 
 Workbook specifics: the default sheet is the first *visible* worksheet; ``sheet=`` names
-any sheet (hidden ones included); ``all_sheets=True`` loads every visible worksheet,
-skips the empty ones and refuses a non-empty one without the needed columns. Formula
+any sheet (hidden ones included); ``all_sheets=True`` loads every visible worksheet that
+has the needed columns ("every sheet sharing the header"), leaving out empty ones and,
+with a warning, those without the columns; none with them is an error. Formula
 cells give the value Excel/LibreOffice last computed (an error value such as
 ``#DIV/0!`` reads as empty); merged cells give their value in the top-left cell only;
 hidden rows and columns are read like any other.
@@ -57,6 +58,7 @@ import contextlib
 import csv
 import io
 import itertools
+import logging
 import os
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +77,8 @@ import python_calamine as calamine
 from bulk_sync.cells import cell_to_str, normalize_header
 from bulk_sync.errors import ConfigError, InputError
 from bulk_sync.models import Table
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DELIMITED_EXTENSIONS",
@@ -1026,6 +1030,7 @@ def _load_workbook(
     try:
         names = _select_sheets(workbook, source, options)
         tables: list[Table] = []
+        skipped: list[str] = []
         for name in names:
             try:
                 # skip_empty_area=False keeps the empty rows and columns above and left of
@@ -1036,7 +1041,16 @@ def _load_workbook(
                 if not _is_reader_failure(exc):
                     raise
                 raise _calamine_error(exc, fmt, source, name) from None
-            table = _grid_table(grid, source, name, options)
+            try:
+                table = _grid_table(grid, source, name, options)
+            except InputError as exc:
+                if not options.all_sheets:
+                    raise
+                # --all-sheets means "every sheet sharing the header": a notes or
+                # instructions sheet is left out, and said so.
+                log.warning("%s: sheet %r left out: %s", source, name, exc.reason)
+                skipped.append(f"{name!r} ({exc.reason})")
+                continue
             if table is None:
                 if not options.all_sheets:
                     others = [n for n in workbook.sheet_names if n != name]
@@ -1049,6 +1063,10 @@ def _load_workbook(
                 continue
             tables.append(table)
         if options.all_sheets and not tables:
+            if skipped:
+                raise InputError(
+                    "no sheet has the required columns: " + "; ".join(skipped), source=source
+                )
             raise InputError("every sheet of the workbook is empty", source=source)
         return tables
     finally:
@@ -1117,8 +1135,7 @@ def _grid_table(
         sheet=sheet,
         column_label=_column_letter,
         hint=(
-            "; with --all-sheets every visible sheet that is not empty needs them "
-            "(hide or remove the other sheets, or pick one with --sheet)"
+            "; with --all-sheets, sheets without them are left out"
             if options.all_sheets
             else ""
         ),

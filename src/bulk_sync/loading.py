@@ -1135,9 +1135,7 @@ def _grid_table(
         sheet=sheet,
         column_label=_column_letter,
         hint=(
-            "; with --all-sheets, sheets without them are left out"
-            if options.all_sheets
-            else ""
+            "; with --all-sheets, sheets without them are left out" if options.all_sheets else ""
         ),
     )
     body = grid[header_at + 1 :]

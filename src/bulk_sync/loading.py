@@ -114,7 +114,8 @@ _GiB = 1024 * _MiB
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_BINARY_RATIO = 0.05  # more control characters than this: not a text file
+_BINARY_RATIO = 0.10  # more control characters than this: not a text file
+_BINARY_MIN_SAMPLE = 256  # below this, rows speak for themselves (validation flags controls)
 _MAX_LISTED = 30  # headers named in a message
 
 
@@ -242,8 +243,10 @@ def _size(n: int) -> str:
 
 
 def _control_ratio(text: str) -> float:
-    """Share of characters that never appear in text files (C0 controls but tab/CR/LF, DEL)."""
-    if not text:
+    """Share of characters that never appear in text files (C0 controls but tab/CR/LF, DEL);
+    0 for samples too small to judge. (U+FFFD is not counted: a cp1252 file read as UTF-8
+    is full of them.)"""
+    if len(text) < _BINARY_MIN_SAMPLE:
         return 0.0
     bad = sum(1 for ch in text if (ch < " " and ch not in "\t\r\n") or ch == "\x7f")
     return bad / len(text)

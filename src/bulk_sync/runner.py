@@ -31,7 +31,15 @@ from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
 from bulk_sync.report import Journal, accepted_rows, journal_path_for, read_report, write_report
-from bulk_sync.uploader import Job, JobResult, RetryPolicy, Sender, Uploader, UploadStats
+from bulk_sync.uploader import (
+    Job,
+    JobResult,
+    RetryPolicy,
+    Sender,
+    Sleep,
+    Uploader,
+    UploadStats,
+)
 from bulk_sync.validation import Limits, validate
 
 log = logging.getLogger(__name__)
@@ -348,6 +356,7 @@ async def run_tables(
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep | None = None,
     inputs: Sequence[str] = (),
 ) -> Summary:
     started = clock()
@@ -369,6 +378,7 @@ async def run_tables(
             stop=stop,
             on_progress=on_progress,
             clock=clock,
+            sleep=sleep,
             started=started,
             state=state,
         )
@@ -428,6 +438,7 @@ async def _upload(
     stop: asyncio.Event | None,
     on_progress: ProgressCallback | None,
     clock: Callable[[], float],
+    sleep: Sleep | None,
     started: float,
     state: Any,
 ) -> UploadStats:
@@ -519,6 +530,7 @@ async def _upload(
                     deadline=settings.deadline,
                 ),
                 grace_period=settings.grace_period,
+                sleep=sleep or asyncio.sleep,
             )
             return await uploader.run(jobs, on_result, stop)
         finally:
@@ -571,6 +583,7 @@ async def sync_async(
     sender: Sender | None = None,
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
+    sleep: Sleep | None = None,
 ) -> Summary:
     """Load, validate, upload and report. Raises :class:`UsageError` (exit 2) before
     anything is sent when the command, config or input cannot be used."""
@@ -612,6 +625,7 @@ async def sync_async(
         sender=sender,
         stop=stop,
         on_progress=on_progress,
+        sleep=sleep,
         inputs=[str(p) for p in paths],
     )
 

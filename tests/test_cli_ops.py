@@ -303,3 +303,16 @@ def test_inputs_and_inbox_together_are_refused(
     )
     assert result.exit_code == 2
     assert "exclusive" in result.output
+
+
+def test_with_json_logs_even_errors_are_json_lines(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    result = run_cli("sync", str(tmp_path / "missing.csv"), "--dry-run", "--log-format", "json")
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines
+    docs = [json.loads(line) for line in lines]
+    assert docs[-1]["level"] == "error"
+    assert docs[-1]["exit_code"] == 2
+    assert "missing.csv" in docs[-1]["message"]

@@ -339,26 +339,29 @@ def _guard(settings: Settings, job: Callable[[], int]) -> int:
     token = settings.token()
     redactor = Redactor([token] if token else [])
     handler = setup_logging(settings.log_format, secrets=redactor.secrets)
+    def say(text: str, code: int) -> int:
+        text = redactor.redact(text)
+        if settings.log_format == "json":  # stderr stays one JSON object a line
+            log.error(text, extra={"event": "error", "exit_code": code})
+        else:
+            click.echo(f"bulk-sync: {text}", err=True)
+        return code
+
     try:
         return job()
     except UsageError as exc:
-        log.debug("unusable: %s", exc)
-        click.echo(f"bulk-sync: error: {redactor.redact(str(exc))}", err=True)
-        return EXIT_UNUSABLE
+        return say(f"error: {exc}", EXIT_UNUSABLE)
     except BulkSyncError as exc:
-        click.echo(f"bulk-sync: error: {redactor.redact(str(exc))}", err=True)
-        return EXIT_ABORTED
+        return say(f"error: {exc}", EXIT_ABORTED)
     except KeyboardInterrupt:
-        click.echo("bulk-sync: interrupted", err=True)
-        return EXIT_ABORTED
+        return say("interrupted", EXIT_ABORTED)
     except Exception as exc:  # a bug: say so briefly, never dump a traceback at the user
         if os.environ.get("BULK_SYNC_DEBUG"):
             raise
-        text = redactor.redact(f"{type(exc).__name__}: {exc}")
-        click.echo(
-            f"bulk-sync: internal error: {text} (set BULK_SYNC_DEBUG=1 for details)", err=True
+        return say(
+            f"internal error: {type(exc).__name__}: {exc} (set BULK_SYNC_DEBUG=1 for details)",
+            EXIT_ABORTED,
         )
-        return EXIT_ABORTED
     finally:
         logging.getLogger("bulk_sync").removeHandler(handler)
 

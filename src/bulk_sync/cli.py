@@ -339,6 +339,7 @@ def _guard(settings: Settings, job: Callable[[], int]) -> int:
     token = settings.token()
     redactor = Redactor([token] if token else [])
     handler = setup_logging(settings.log_format, secrets=redactor.secrets)
+
     def say(text: str, code: int) -> int:
         text = redactor.redact(text)
         if settings.log_format == "json":  # stderr stays one JSON object a line

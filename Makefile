@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
-CODE   := $(wildcard $(CODE))
+CODE   := $(wildcard src tests bench scripts)
 
 .PHONY: demo test lint fmt bench clean venv
 

@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC
 from types import TracebackType
-from typing import Final, Self
+from typing import Any, Final, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -86,6 +86,7 @@ _DEFAULT_MESSAGES: Final[Mapping[int, str]] = {
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _SPACES = re.compile(r"\s+")
+_NO_HEADERS: Final[Mapping[str, str]] = {}
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -324,20 +325,44 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._session or self._open()
         body = await request.aread()
+        status, raw_headers, content = await self.exchange(
+            request.method,
+            yarl.URL(str(request.url), encoded=True),
+            request.headers.multi_items(),
+            body,
+            request.extensions.get("timeout"),
+            request,
+        )
+        return httpx.Response(status, headers=raw_headers, content=content, request=request)
+
+    async def exchange(
+        self,
+        method: str,
+        url: yarl.URL,
+        headers: Any,
+        body: bytes | None,
+        timeouts: Mapping[str, float | None] | None,
+        request: httpx.Request | None = None,
+    ) -> tuple[int, Any, bytes]:
+        """One request without httpx objects: ``(status, raw headers, body)``.
+
+        ``url`` goes on the wire as it is (build it with ``encoded=True``). Failures
+        raise the matching :class:`httpx.TransportError` (carrying ``request`` if given).
+        :class:`Client` calls this directly: the hot path of an upload.
+        """
+        session = self._session or self._open()
         try:
             async with session.request(
-                request.method,
-                yarl.URL(str(request.url), encoded=True),
-                headers=request.headers.multi_items(),
+                method,
+                url,
+                headers=headers,
                 data=body or None,
                 allow_redirects=False,
-                timeout=self._timeout(request.extensions.get("timeout")),
+                timeout=self._timeout(timeouts),
             ) as response:
                 content = await response.read()
-                status = response.status
-                raw_headers = response.raw_headers
+                return response.status, response.raw_headers, content
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(_text(exc, "connect timeout"), request=request) from exc
         except aiohttp.SocketTimeoutError as exc:
@@ -360,7 +385,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(_text(exc, "invalid URL"), request=request) from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise httpx.ReadError(_text(exc, "network error"), request=request) from exc
-        return httpx.Response(status, headers=raw_headers, content=content, request=request)
 
     async def aclose(self) -> None:
         session, self._session = self._session, None
@@ -404,6 +428,9 @@ class Client:
         "_base",
         "_closed",
         "_extensions",
+        "_fast",
+        "_fast_get_headers",
+        "_fast_post_headers",
         "_get_headers",
         "_owns_transport",
         "_post_headers",
@@ -476,6 +503,14 @@ class Client:
             raise ConfigError(
                 f"unknown transport {transport!r}: use 'aiohttp', 'httpx' or a transport object"
             )
+        # Our own aiohttp transport is called without building httpx Request/URL/Response
+        # objects (a third of the client's time per request); any other transport,
+        # including subclasses, goes through the httpx seam.
+        self._fast = self._transport if type(self._transport) is AiohttpTransport else None
+        # The names as httpx hands them to a transport (lower case), Host and
+        # Content-Length being added by aiohttp.
+        self._fast_get_headers = tuple((k.lower(), v) for k, v in self._get_headers)
+        self._fast_post_headers = tuple((k.lower(), v) for k, v in self._post_headers)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -519,27 +554,41 @@ class Client:
     async def _call(self, method: str, customer_id: str, body: bytes | None) -> dict[str, str]:
         if self._closed:
             raise RuntimeError("this Client is closed")
-        url = httpx.URL(f"{self._base}/customers/{encode_customer_id(customer_id)}/attributes")
-        request = httpx.Request(
-            method,
-            url,
-            headers=self._post_headers if body is not None else self._get_headers,
-            content=body,
-            extensions=self._extensions,
-        )
+        url = f"{self._base}/customers/{encode_customer_id(customer_id)}/attributes"
         error: ApiError
+        headers: Mapping[str, str]
         try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
+            fast = self._fast
+            if fast is not None:
+                status, raw_headers, content = await fast.exchange(
+                    method,
+                    yarl.URL(url, encoded=True),
+                    self._fast_post_headers if body is not None else self._fast_get_headers,
+                    body,
+                    self._extensions["timeout"],
+                )
+                # classify() reads headers of error answers only (Retry-After).
+                headers = _NO_HEADERS if 200 <= status < 300 else httpx.Headers(raw_headers)
+            else:
+                request = httpx.Request(
+                    method,
+                    httpx.URL(url),
+                    headers=self._post_headers if body is not None else self._get_headers,
+                    content=body,
+                    extensions=self._extensions,
+                )
+                response = await self._transport.handle_async_request(request)
+                try:
+                    content = await response.aread()
+                finally:
+                    await response.aclose()
+                status, headers = response.status_code, response.headers
         except httpx.TransportError as exc:
             error = self._transport_error(exc, customer_id)
         except (aiohttp.ClientError, OSError) as exc:  # a third-party transport leaking
             error = self._transport_error(exc, customer_id)
         else:
-            outcome = classify(response.status_code, response.headers, content, customer_id)
+            outcome = classify(status, headers, content, customer_id)
             if type(outcome) is dict:
                 return outcome
             assert isinstance(outcome, ApiError)
@@ -549,8 +598,17 @@ class Client:
         # raised outside the except blocks: no __context__ holding the request (and its token)
         raise error
 
-    def _transport_error(self, exc: BaseException, customer_id: str) -> TransportError:
+    def _transport_error(self, exc: BaseException, customer_id: str) -> ApiError:
         detail = _shorten(str(exc).replace(self._secret, "***"), 200) or type(exc).__name__
+        certificate = _certificate_problem(exc)
+        if certificate is not None:
+            # Not retried: a certificate does not fix itself between attempts.
+            return ClientError(
+                f"the server's TLS certificate cannot be trusted (certificate verify failed: "
+                f"{_shorten(certificate, 120)}); if the API uses a private certificate "
+                "authority, give its certificate with --ca-bundle",
+                customer_id=customer_id,
+            )
         if isinstance(exc, httpx.ConnectTimeout):
             message = "timed out connecting"
         elif isinstance(exc, httpx.PoolTimeout):
@@ -570,6 +628,19 @@ class Client:
         return TransportError(message, customer_id=customer_id)
 
 
+def _certificate_problem(exc: BaseException | None) -> str | None:
+    """Why TLS verification failed, if that is what ``exc`` (or its causes) says."""
+    for _ in range(10):  # the chain: httpx error <- aiohttp/httpcore error <- ssl error
+        if exc is None:
+            return None
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            exc = exc.certificate_error
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return str(exc.verify_message or exc.reason or "certificate verify failed")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _redacted(error: ApiError, secret: str) -> ApiError:
     return type(error)(
         error.message.replace(secret, "***"),
@@ -580,21 +651,24 @@ def _redacted(error: ApiError, secret: str) -> ApiError:
     )
 
 
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")
+
+
 def _check_base_url(base_url: str, *, allow_insecure_http: bool) -> str:
-    """The base URL without trailing slash, or a UsageError saying what is wrong."""
+    """The base URL without trailing slash, or a UsageError saying what is wrong
+    (showing the URL without any credentials it holds)."""
+    shown = _USERINFO.sub(r"\1***@", base_url)
     try:
         url = httpx.URL(base_url)
     except (httpx.InvalidURL, TypeError):
-        raise ConfigError(f"invalid base URL {base_url!r}") from None
+        raise ConfigError(f"invalid base URL {shown!r}") from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigError(f"invalid base URL {base_url!r}: expected https://host[/path]")
+        raise ConfigError(f"invalid base URL {shown!r}: expected https://host[/path]")
     if url.query or url.fragment or url.userinfo:
-        raise ConfigError(
-            f"invalid base URL {base_url!r}: no credentials, query or fragment allowed"
-        )
+        raise ConfigError(f"invalid base URL {shown!r}: no credentials, query or fragment allowed")
     if url.scheme == "http" and not allow_insecure_http and not is_loopback_host(url.host):
         raise InsecureURLError(
-            f"refusing plain http:// base URL {base_url!r}: the API token would travel "
+            f"refusing plain http:// base URL {shown!r}: the API token would travel "
             "unencrypted; use https://, or allow it explicitly if you really mean it "
             "(--allow-insecure-http; allow_insecure_http: true in a config file; "
             "allow_insecure_http=True in Python)"

@@ -186,13 +186,28 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     return str(value)
 
 
-def _refuse_secrets(data: Mapping[str, Any], origin: str) -> None:
+def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "") -> None:
+    """Refuse anything that looks like an API key, at any depth, without quoting it."""
     for raw_key, value in data.items():
         key = str(raw_key).strip().replace("-", "_").lower()
-        looks_secret = key in _SECRET_KEYS or (isinstance(value, str) and _TOKEN_LIKE.match(value))
-        if looks_secret and key != "token_env":
+        key_is_token = bool(_TOKEN_LIKE.match(str(raw_key).strip()))
+        name = "a key" if key_is_token else repr(f"{parent}{raw_key}")
+        values = value if isinstance(value, list) else [value]
+        value_is_token = any(isinstance(v, str) and _TOKEN_LIKE.match(v.strip()) for v in values)
+        if key == "token_env" and not parent:
+            if value_is_token:
+                raise ConfigError(
+                    f"{origin}: setting 'token_env' looks like an API key itself; token_env "
+                    "names the environment variable that holds the key (such as "
+                    f"{DEFAULT_TOKEN_ENV}), and the key goes in that variable, never in a file."
+                )
+            continue
+        if key_is_token or value_is_token or key in _SECRET_KEYS:
             raise ConfigError(
-                f"{origin}: setting {raw_key!r} looks like an API key; a config file never holds "
+                f"{origin}: setting {name} looks like an API key; a config file never holds "
                 f"the key. Put it in the environment variable {DEFAULT_TOKEN_ENV} (or the one "
                 "named by token_env) instead."
             )
+        for v in values:
+            if isinstance(v, Mapping):
+                _refuse_secrets(v, origin, f"{parent}{raw_key}.")

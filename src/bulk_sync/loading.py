@@ -60,7 +60,9 @@ import io
 import itertools
 import logging
 import os
+import re
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -117,6 +119,10 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _BINARY_RATIO = 0.10  # more control characters than this: not a text file
 _BINARY_MIN_SAMPLE = 256  # below this, rows speak for themselves (validation flags controls)
 _MAX_LISTED = 30  # headers named in a message
+# A workbook expanding past this much AND more than max_compression_ratio times its size
+# is a zip bomb: real workbooks compress 5-20 times (even identical rows stay under 20),
+# and the reader needs about four times the unpacked size in memory.
+_BOMB_FLOOR = 32 * _MiB
 
 
 def parse_delimiter(text: str) -> str:
@@ -656,6 +662,9 @@ def _load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) ->
             text = _decode_all(raw, options.encoding, source)
             raw = text.encode("utf-8", "surrogatepass")
             fast = _read_arrow(raw, delimiter, layout, source, options)
+        # The Arrow table is gone: hand its pages back to the OS now (about 120 MB for a
+        # million rows) rather than keep them through validation, grouping and upload.
+        pa.default_memory_pool().release_unused()
         if isinstance(fast, Table):
             return fast
     if text is None:
@@ -970,6 +979,7 @@ def _check_workbook_container(
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
+            strings = _declared_shared_strings(archive)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise InputError(
             f"not a valid {fmt} workbook: the file is damaged or incomplete ({exc})",
@@ -978,11 +988,17 @@ def _check_workbook_container(
     total = sum(info.file_size for info in infos)
     largest = max((info.file_size for info in infos), default=0)
     if total > options.max_uncompressed_bytes or (
-        total > 256 * _MiB and total > options.max_compression_ratio * max(size, 1)
+        total > _BOMB_FLOOR and total > options.max_compression_ratio * max(size, 1)
     ):
         raise InputError(
             f"looks like a zip bomb: {_size(size)} would expand to {_size(total)} "
             f"(largest part {_size(largest)}); refusing to open it",
+            source=source,
+        )
+    if strings is not None and strings[0] > strings[1] // 5 + 1:  # "<si/>" is 5 bytes
+        raise InputError(
+            f"not a valid {fmt} workbook: the file is damaged: its shared-strings table "
+            f"declares {strings[0]:,} strings but has room for at most {strings[1] // 5 + 1:,}",
             source=source,
         )
     names = {info.filename for info in infos}
@@ -1004,6 +1020,22 @@ def _check_workbook_container(
         raise InputError(f"not a valid {fmt} workbook: rename it to .xlsb", source=source)
 
 
+_UNIQUE_COUNT = re.compile(rb"<(?:\w+:)?sst\b[^>]*?\buniqueCount\s*=\s*[\"'](\d{1,20})[\"']")
+
+
+def _declared_shared_strings(archive: zipfile.ZipFile) -> tuple[int, int] | None:
+    """(uniqueCount, size) of an XLSX shared-strings table: the reader reserves room for
+    uniqueCount strings before reading any, so a damaged count must be caught first."""
+    try:
+        info = archive.getinfo("xl/sharedStrings.xml")
+        with archive.open(info) as f:
+            head = f.read(4096)
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError, EOFError, zlib.error):
+        return None
+    match = _UNIQUE_COUNT.search(head)
+    return (int(match.group(1)), info.file_size) if match else None
+
+
 def _is_reader_failure(exc: BaseException) -> bool:
     """Errors from the Rust reader, including a panic (which is a BaseException)."""
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
@@ -1022,8 +1054,137 @@ def _calamine_error(exc: BaseException, fmt: str, source: str, sheet: str = "") 
 def _load_workbook(
     path: Path, head: bytes, size: int, fmt: str, options: LoadOptions
 ) -> list[Table]:
-    source = path.name
     _check_workbook_container(path, head, size, fmt, options)
+    if size <= _ISOLATE_MAX_BYTES and hasattr(os, "fork"):
+        return _isolated(lambda: _read_workbook(path, fmt, options), fmt, path.name)
+    return _read_workbook(path, fmt, options)
+
+
+# The Rust reader aborts the whole process (no exception: "memory allocation of N bytes
+# failed", SIGABRT) on some damaged or crafted files: an XLS whose records or sector
+# chains are garbled, a cell at XFD1048576, a shared-strings table declaring billions of
+# strings (upstream calamine issues #550, #684, #714). Small workbooks, which is what such
+# files are, are therefore read in a forked child with a memory and CPU limit; larger ones
+# in-process (the fork and the hand-back cost about 0.05-0.1 s per MB of workbook).
+_ISOLATE_MAX_BYTES = 2 * _MiB
+_CHILD_EXTRA_MEMORY = 2 * _GiB  # address space the child may add to what it inherits
+_CHILD_CPU_SECONDS = 60
+_CHILD_WALL_SECONDS = 120  # the child is killed after this long, busy or not
+
+
+def _isolated(work: Callable[[], list[Table]], fmt: str, source: str) -> list[Table]:
+    """``work()`` run in a forked child: its tables, its InputError, or an InputError
+    saying the file made the reader give up. Log records of the child are re-emitted."""
+    import faulthandler
+    import pickle
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read_fd)
+            with contextlib.suppress(Exception):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)  # the reader's abort message is for us, not the user
+                faulthandler.disable()  # nor a Python crash report, wherever it would go
+                # Signals are the parent's business (it acts on them once the file is
+                # read, as it would reading in-process); the child never writes to the
+                # parent's event-loop wakeup descriptor either.
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _limit_child()
+            # A wall-clock bound as well: a child that blocks (a lock some thread of the
+            # parent held at fork time) dies of SIGALRM instead of hanging the run.
+            signal.alarm(_CHILD_WALL_SECONDS)
+            records: list[tuple[int, str]] = []
+            handler = _Collect(records)
+            logging.getLogger("bulk_sync").addHandler(handler)
+            outcome: tuple[Any, ...]
+            try:
+                outcome = ("tables", work())
+            except InputError as exc:
+                outcome = ("input", exc.reason, exc.source, exc.sheet, exc.row, exc.column)
+            except MemoryError:
+                outcome = ("memory",)
+            except BaseException as exc:
+                outcome = ("error", f"{type(exc).__name__}: {exc}")
+            data = pickle.dumps((records, outcome), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as f:
+            data = f.read()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    try:
+        records, outcome = pickle.loads(data)  # noqa: S301 - written by our own child
+    except Exception:  # the child died before saying anything
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGALRM):
+            why = f"reading it takes more than {_CHILD_CPU_SECONDS} seconds"
+        else:
+            why = (
+                "reading it would need far more memory than its size justifies (a garbled "
+                "structure, or a cell far outside the data such as XFD1048576)"
+            )
+        raise InputError(
+            f"not a valid {fmt} workbook: the file is damaged: {why}", source=source
+        ) from None
+    for level, message in records:
+        log.log(level, "%s", message)
+    kind = outcome[0]
+    if kind == "tables":
+        tables: list[Table] = outcome[1]
+        return tables
+    if kind == "input":
+        _, reason, src, sheet, row, column = outcome
+        raise InputError(reason, source=src, sheet=sheet, row=row, column=column)
+    if kind == "memory":
+        raise MemoryError
+    raise InputError(f"cannot be read ({outcome[1]})", source=source)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+
+def _limit_child() -> None:
+    """Cap the child's address space (what it inherited plus a margin) and CPU time, so a
+    runaway allocation fails and a runaway loop stops. Best effort: Linux only."""
+    try:
+        import resource
+
+        with open("/proc/self/statm", encoding="ascii") as f:
+            inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = inherited + _CHILD_EXTRA_MEMORY
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        cpu = _CHILD_CPU_SECONDS
+        if hard != resource.RLIM_INFINITY:
+            cpu = min(cpu, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, hard))
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def _read_workbook(path: Path, fmt: str, options: LoadOptions) -> list[Table]:
+    source = path.name
     try:
         workbook = calamine.CalamineWorkbook.from_path(os.fspath(path))
     except BaseException as exc:

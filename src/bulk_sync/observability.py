@@ -24,14 +24,23 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class Redactor(logging.Filter):
-    """Replaces secrets in log messages and arguments with ``***``."""
+    """Replaces secrets in log messages and arguments with ``***``.
+
+    As a filter it cleans a record's message; :func:`setup_logging` also runs every
+    finished line through :meth:`redact`, which catches what a filter cannot see: the
+    exception text (formatted after the filters ran) and fields passed with ``extra``.
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if s and len(s) >= 4]
+        # as JSON would write them (a key with a quote or backslash in it)
+        self._forms = sorted(
+            {form for s in self.secrets for form in (s, json.dumps(s)[1:-1])}, key=len, reverse=True
+        )
 
     def redact(self, text: str) -> str:
-        for s in self.secrets:
+        for s in self._forms:
             text = text.replace(s, "***")
         return text
 
@@ -60,6 +69,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
+class _RedactedLines(logging.Formatter):
+    """Another formatter's lines, with the secrets taken out of the whole line."""
+
+    def __init__(self, inner: logging.Formatter, redactor: Redactor) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self._redactor.redact(self._inner.format(record))
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
@@ -75,8 +96,12 @@ def setup_logging(
 ) -> logging.Handler:
     """Route the ``bulk_sync`` loggers to stderr. Returns the handler (to remove it)."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
-    handler.addFilter(Redactor(secrets))
+    redactor = Redactor(secrets)
+    formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
+    if redactor.secrets:
+        formatter = _RedactedLines(formatter, redactor)
+    handler.setFormatter(formatter)
+    handler.addFilter(redactor)
     logger = logging.getLogger("bulk_sync")
     for old in list(logger.handlers):
         if getattr(old, "_bulk_sync", False):

@@ -305,3 +305,14 @@ def test_backoff_stays_within_its_band(failures: int) -> None:
     waits = [policy.backoff(failures, rnd) for _ in range(200)]
     assert min(waits) >= base / 2
     assert max(waits) <= base
+
+
+async def test_413_says_how_to_split_large_maps() -> None:
+    from bulk_sync.errors import ClientError
+
+    t = FakeTime()
+    sender = FakeSender(lambda c, b, n: ClientError("payload too large", status=413))
+    [result] = await run(make(sender, t), [job("c1", ("a", "1"))])
+    assert result.outcomes[0].status is Status.FAILED
+    assert "--max-attributes-per-request" in result.outcomes[0].error
+    assert len(sender.calls) == 1

@@ -51,6 +51,7 @@ from bulk_sync import __version__
 from bulk_sync.errors import (
     ApiError,
     AuthError,
+    CertificateError,
     ClientError,
     ConfigError,
     CustomerNotFound,
@@ -602,8 +603,8 @@ class Client:
         detail = _shorten(str(exc).replace(self._secret, "***"), 200) or type(exc).__name__
         certificate = _certificate_problem(exc)
         if certificate is not None:
-            # Not retried: a certificate does not fix itself between attempts.
-            return ClientError(
+            # Not retried, and the run stops: a certificate does not fix itself.
+            return CertificateError(
                 f"the server's TLS certificate cannot be trusted (certificate verify failed: "
                 f"{_shorten(certificate, 120)}); if the API uses a private certificate "
                 "authority, give its certificate with --ca-bundle",

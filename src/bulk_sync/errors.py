@@ -10,6 +10,7 @@
     └── ApiError                       an outcome of a call to the API; carries status,
         │                              message and customer id, never the token
         ├── AuthError                  401/403: fatal for the run (exit 3)
+        ├── CertificateError           the server's TLS certificate is not trusted: fatal too
         ├── CustomerNotFound           404: that customer's rows fail, the run goes on
         ├── DocumentRejected           422: the body was refused (empty key/value, ...)
         ├── ClientError                other 4xx: not retried
@@ -107,6 +108,10 @@ class ApiError(BulkSyncError):
 
 class AuthError(ApiError):
     """Credentials rejected (401/403). Fatal for a run."""
+
+
+class CertificateError(ApiError):
+    """TLS verification failed. Every request would fail the same way: fatal for a run."""
 
 
 class CustomerNotFound(ApiError):

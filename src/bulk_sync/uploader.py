@@ -35,6 +35,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from bulk_sync.errors import (
     ApiError,
     AuthError,
+    CertificateError,
     CustomerNotFound,
     DocumentRejected,
     RateLimited,
@@ -236,6 +237,8 @@ class Uploader:
                 f"not sent: credentials rejected (HTTP {exc.status}); the run stopped",
                 attempts,
             )
+        if isinstance(exc, CertificateError):
+            return PairOutcome(Status.NOT_SENT, None, f"not sent: {exc.message}", attempts)
         if isinstance(exc, ApiError):
             return PairOutcome(Status.FAILED, exc.status, _describe(exc, attempts), attempts)
         return PairOutcome(Status.FAILED, None, f"internal error: {type(exc).__name__}", attempts)
@@ -358,6 +361,8 @@ class Uploader:
         if isinstance(exc, AuthError):
             self.stats.auth_failed = True
             self.halt(f"credentials rejected (HTTP {exc.status})")
+        if isinstance(exc, CertificateError):
+            self.halt("the server's TLS certificate cannot be trusted (see --ca-bundle)")
 
     async def _gate(self) -> None:
         """Wait for any global pause and for this request's slot under the rate cap."""
@@ -397,6 +402,11 @@ def _describe(exc: ApiError, attempts: int) -> str:
         text = f"customer not found (HTTP 404): {exc.message}"
     elif isinstance(exc, DocumentRejected):
         text = f"rejected by the API (HTTP 422): {exc.message}"
+    elif exc.status == 413:
+        text = (
+            f"HTTP 413: {exc.message} (the map is too large for one call: "
+            "try --max-attributes-per-request)"
+        )
     elif exc.status is not None:
         text = f"HTTP {exc.status}: {exc.message}"
     else:

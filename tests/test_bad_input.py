@@ -39,6 +39,7 @@ from bulk_sync.errors import InputError
 from bulk_sync.loading import load_file
 from bulk_sync.models import Table
 from bulk_sync.report import Journal, journal_path_for
+from helpers import report_lines
 
 HEADER = ["customer_id", "attribute", "value"]
 HEADER_LINE = b"customer_id,attribute,value\r\n"
@@ -62,12 +63,6 @@ def check_clean(result: Result) -> None:
     assert "Traceback" not in result.output
     if result.exception is not None:
         assert isinstance(result.exception, SystemExit), repr(result.exception)
-
-
-def report_lines(path: Path) -> list[dict[str, str]]:
-    csv.field_size_limit(1 << 24)  # reports may hold megabyte values
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def xlsx(path: Path, rows: list[list[Any]], **sheet_options: Any) -> Path:

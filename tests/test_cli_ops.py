@@ -3,7 +3,6 @@ conflict policy and wide files, against the emulator over loopback."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -16,25 +15,10 @@ from click.testing import CliRunner, Result
 from bulk_sync.cli import cli
 from bulk_sync.emulator import EmulatorThread
 from bulk_sync.runner import Shard, shard_of
+from helpers import report_lines as read_report
+from helpers import write_csv
 
 FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\n"
-
-
-def write_csv(
-    path: Path,
-    rows: list[tuple[str, ...]],
-    header: tuple[str, ...] = ("customer_id", "attribute", "value"),
-) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-def read_report(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from bulk_sync.cli import cli
 from bulk_sync.emulator import EmulatorThread, free_port
 from bulk_sync.models import Status
 from bulk_sync.report import Journal, journal_path_for, read_report
+from helpers import report_lines
 
 FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\ndeadline: 60\n"
 TOKEN = "0123456789abcdef" * 4  # what conftest's emulators require
@@ -70,13 +71,6 @@ def write_input(path: Path, rows: list[Triple]) -> Path:
 
 def input_keys(path: Path, rows: list[Triple]) -> Counter[Key]:
     return Counter((path.name, n, c, a, v) for n, (c, a, v) in enumerate(rows, start=2))
-
-
-def report_lines(path: Path) -> list[dict[str, str]]:
-    """The report as plain CSV (no product code in between). Values here never start
-    with a formula character, so what the file holds is what was sent."""
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def keys_of(lines: list[dict[str, str]]) -> Counter[Key]:

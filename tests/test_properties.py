@@ -5,7 +5,6 @@ row is on the server with that value; and the report reads back to what was sent
 from __future__ import annotations
 
 import asyncio
-import csv
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +22,7 @@ from bulk_sync.errors import (
 )
 from bulk_sync.report import read_report
 from bulk_sync.runner import sync_async
+from helpers import write_csv as _write
 
 FINAL = {"ok", "skipped", "invalid", "failed", "not_sent"}
 
@@ -71,13 +71,6 @@ class ScriptedApi:
 
 async def _no_wait(_: float) -> None:
     await asyncio.sleep(0)
-
-
-def _write(path: Path, rows: list[tuple[str, str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["customer_id", "attribute", "value"])
-        w.writerows(rows)
 
 
 @settings(

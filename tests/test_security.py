@@ -40,6 +40,7 @@ from bulk_sync.config import load_config
 from bulk_sync.emulator import EmulatorSettings, EmulatorState, EmulatorThread
 from bulk_sync.errors import ApiError, ConfigError, InputError
 from bulk_sync.report import journal_path_for
+from helpers import report_lines, write_csv
 
 # A distinctive 64-hex-character API key (fixed: xdist workers must collect the same tests).
 SECRET = hashlib.sha256(b"bulk-sync: the key that must never be seen").hexdigest()
@@ -70,19 +71,6 @@ def assert_secret_nowhere(folder: Path, *texts: str) -> int:
             assert not leaks(path.read_bytes()), f"the API key leaked into {path}"
             scanned += 1
     return scanned
-
-
-def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
-
-
-def report_lines(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def invoke(*args: str, token: str | None = SECRET, **env: str) -> Result:

@@ -21,6 +21,7 @@ from bulk_sync.emulator import EmulatorThread
 from bulk_sync.errors import UsageError
 from bulk_sync.models import Pair
 from bulk_sync.state import StateStore, pair_hash
+from helpers import write_csv as _write_csv
 
 
 def p(attribute: str, value: str) -> Pair:
@@ -270,14 +271,6 @@ def test_checking_200k_pairs_takes_well_under_a_second(tmp_path: Path) -> None:
 
 
 # -- incremental runs, end to end -----------------------------------------------------------
-
-
-def _write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(("customer_id", "attribute", "value"))
-        w.writerows(rows)
-    return path
 
 
 def _statuses(report: Path) -> list[tuple[str, str, str]]:

@@ -6,7 +6,6 @@ signals and crashes run the command as a real process.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -23,25 +22,10 @@ from click.testing import CliRunner, Result
 from bulk_sync.cli import cli
 from bulk_sync.emulator import EmulatorThread
 from bulk_sync.report import journal_path_for
+from helpers import report_lines as read_report
+from helpers import write_csv
 
 FAST_RETRIES = "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\n"
-
-
-def write_csv(
-    path: Path,
-    rows: list[tuple[str, str, str]],
-    header: tuple[str, ...] = ("customer_id", "attribute", "value"),
-) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-def read_report(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
 
 
 def many_rows(customers: int, attributes: int = 3) -> list[tuple[str, str, str]]:

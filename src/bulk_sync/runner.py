@@ -488,8 +488,11 @@ async def _upload(
                 done_rows += 1
                 if outcome.status is Status.FAILED:
                     failed_rows += 1
-            if outcome.status is Status.OK:
-                accepted.append((pair.attribute, outcome.confirmed or pair.value))
+            # The state records a pair only when the API's answer shows the value sent:
+            # one that shows another value (a concurrent writer, a normalization) is
+            # sent again next time rather than wrongly taken as synced.
+            if outcome.status is Status.OK and outcome.confirmed == pair.value:
+                accepted.append((pair.attribute, pair.value))
         journal.append(lines)
         if state is not None and accepted:
             state.record(result.job.customer_id, accepted)

@@ -394,7 +394,7 @@ class Uploader:
 
 
 def _ok(pair: Pair, response: Mapping[str, str], attempts: int) -> PairOutcome:
-    return PairOutcome(Status.OK, 200, "", attempts, response.get(pair.attribute, pair.value))
+    return PairOutcome(Status.OK, 200, "", attempts, response.get(pair.attribute))
 
 
 def _describe(exc: ApiError, attempts: int) -> str:

@@ -300,3 +300,19 @@ def test_with_json_logs_even_errors_are_json_lines(
     assert docs[-1]["level"] == "error"
     assert docs[-1]["exit_code"] == 2
     assert "missing.csv" in docs[-1]["message"]
+
+
+def test_xlsx_report_has_a_summary_sheet_with_the_counts(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    import openpyxl
+
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1"), ("C2", "a", ""), ("C3", "b", "2")])
+    report = tmp_path / "r.xlsx"
+    assert run_cli("sync", str(src), "--dry-run", "--report", str(report)).exit_code == 1
+    wb = openpyxl.load_workbook(report)
+    summary = {row[0].value: row[1].value for row in wb["summary"].iter_rows(min_row=2)}
+    assert summary["mode"] == "dry run"
+    assert summary["rows valid"] == 2
+    assert summary["rows invalid"] == 1
+    assert summary["rows"] == 3

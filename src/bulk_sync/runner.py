@@ -381,9 +381,10 @@ async def run_tables(
             sleep=sleep,
             started=started,
             state=state,
+            inputs=inputs,
         )
     else:
-        _finish(ledger, report, None)
+        _finish(ledger, report, None, {"mode": "dry run" if dry_run else "sync", "inputs": inputs})
     elapsed = clock() - started
     counts = ledger.counts()
     rows_in_report = sum(counts.values())
@@ -421,8 +422,20 @@ def _count_customers(ledger: _Ledger) -> int:
     return len({c for c, k in zip(cids, ledger.keep, strict=True) if c and k})
 
 
-def _finish(ledger: _Ledger, report: Path, journal: Journal | None) -> None:
-    write_report(report, ledger.lines())
+def _finish(
+    ledger: _Ledger,
+    report: Path,
+    journal: Journal | None,
+    facts: dict[str, object],
+) -> None:
+    """Write the report (with a summary of counts and ``facts``) and drop the journal."""
+    summary: dict[str, object] = {
+        "written": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **facts,
+        "rows": sum(ledger.counts().values()),
+        **{f"rows {status}": n for status, n in ledger.counts().items()},
+    }
+    write_report(report, ledger.lines(), summary=summary)
     if journal is not None:
         journal.close()
         journal.path.unlink(missing_ok=True)
@@ -441,6 +454,7 @@ async def _upload(
     sleep: Sleep | None,
     started: float,
     state: Any,
+    inputs: Sequence[str],
 ) -> UploadStats:
     ledger = the_plan.ledger
     jobs: list[Job] = []
@@ -542,7 +556,16 @@ async def _upload(
     finally:
         if state is not None:
             state.flush()
-        _finish(ledger, report, journal)
+        stats = uploader.stats if uploader is not None else UploadStats()
+        facts: dict[str, object] = {
+            "mode": "sync",
+            "inputs": list(inputs),
+            "base_url": settings.base_url,
+            "requests": stats.requests,
+            "retries": stats.retries,
+            "stopped early": stats.halted or "no",
+        }
+        _finish(ledger, report, journal, facts)
 
 
 def _make_client(settings: Settings, token: str | None) -> Any:

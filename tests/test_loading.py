@@ -871,3 +871,22 @@ def test_any_csv_written_by_csv_writer_loads_back_exactly(
         if any(cell.strip() for cell in row)
     ]
     assert triples(table) == expected
+
+
+def test_a_title_above_the_header_of_a_sheet_is_skipped_and_row_numbers_stay_true(
+    tmp_path: Path,
+) -> None:
+    path = xlsx(
+        tmp_path,
+        {"Clientes": [["Clientes 2026"], [], HEADER, ["c1", "a", "1"], ["c2", "b", "2"]]},
+    )
+    [table] = load_file(path)
+    assert triples(table) == [(4, "c1", "a", "1"), (5, "c2", "b", "2")]
+
+
+def test_a_sheet_whose_header_is_nowhere_near_the_top_names_the_first_row(
+    tmp_path: Path,
+) -> None:
+    path = xlsx(tmp_path, {"S": [["Title"], *[["x"]] * 12, HEADER, ["c1", "a", "1"]]})
+    with pytest.raises(InputError, match=r"headers found in row 1: 'Title'"):
+        load_file(path)

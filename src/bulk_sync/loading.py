@@ -1282,6 +1282,30 @@ def _is_blank(cell: object) -> bool:
     return type(cell) is str and not cell.strip()
 
 
+_TITLE_ROWS = 10  # how far below the first non-blank row a sheet's header may stand
+
+
+def _title_rows_skipped(
+    grid: list[list[Any]], first: int, options: LoadOptions, source: str, sheet: str
+) -> int:
+    """Where the header is: the first non-blank row, unless that row lacks the columns and
+    one of the next few rows has them all (a title such as "Clientes 2026" above the
+    header, as hand-made sheets often have). Row numbers stay those of the sheet."""
+    if not _find_columns([cell_to_str(c) for c in grid[first]], options)[1]:
+        return first
+    for i in range(first + 1, min(len(grid), first + 1 + _TITLE_ROWS)):
+        _, missing, ambiguous = _find_columns([cell_to_str(c) for c in grid[i]], options)
+        if not missing and not ambiguous:
+            log.info(
+                "%s, sheet %r: header found in row %d; the rows above it are taken as a title",
+                source,
+                sheet,
+                i + 1,
+            )
+            return i
+    return first
+
+
 def _grid_table(
     grid: list[list[Any]], source: str, sheet: str, options: LoadOptions
 ) -> Table | None:
@@ -1290,6 +1314,7 @@ def _grid_table(
     header_at = next((i for i, row in enumerate(grid) if not all(_is_blank(c) for c in row)), None)
     if header_at is None:
         return None
+    header_at = _title_rows_skipped(grid, header_at, options, source, sheet)
     header = [cell_to_str(c) for c in grid[header_at]]
     layout = _layout(
         header,

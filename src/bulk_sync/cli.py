@@ -135,7 +135,12 @@ def _common_options(f: F) -> F:
             default=None,
             help="Progress bar [on when stderr is a terminal].",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr."),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="No summary on stdout; only warnings and errors on stderr.",
+        ),
     ]
     for option in reversed(options):
         f = option(f)

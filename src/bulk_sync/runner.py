@@ -362,6 +362,15 @@ async def run_tables(
     started = clock()
     the_plan = plan(tables, settings, resume=resume, shard=shard, state=state, full=full)
     ledger = the_plan.ledger
+    pairs = sum(len(m.pairs) for m in the_plan.maps)
+    log.info(
+        "%d customers, %d attributes to %s; %d rows invalid",
+        the_plan.customers,
+        pairs,
+        "check (dry run)" if dry_run else "send",
+        len({p.index for p in the_plan.problems}),
+        extra={"event": "planned"},
+    )
     stats = UploadStats()
     if not dry_run and the_plan.maps:
         if sender is None and token is None:
@@ -638,6 +647,13 @@ async def sync_async(
     if resume_path is not None:
         accepted_rows(resume_path)  # fail early (exit 2) if it cannot be read
     tables = load(paths, load_options(settings))
+    log.info(
+        "read %d rows from %s",
+        sum(len(t) for t in tables),
+        ", ".join(f"{t.source} (sheet {t.sheet!r})" if t.sheet else t.source for t in tables)
+        or "no table",
+        extra={"event": "loaded"},
+    )
     return await run_tables(
         tables,
         settings,

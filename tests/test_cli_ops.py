@@ -316,3 +316,32 @@ def test_xlsx_report_has_a_summary_sheet_with_the_counts(
     assert summary["rows valid"] == 2
     assert summary["rows invalid"] == 1
     assert summary["rows"] == 3
+
+
+def test_retry_dry_run_lists_what_would_be_resent_and_sends_nothing(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    down = emulator_thread(error_rate=1.0, retry_after=0.0)
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1"), ("C2", "a", "")])
+    first = tmp_path / "first.csv"
+    result = run_cli(
+        "sync", str(src), "--report", str(first), "--base-url", down.base_url,
+        "--max-attempts", "1",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    before = down.state.requests_total
+    out = tmp_path / "again.csv"
+    result = run_cli("retry", str(first), "--dry-run", "--report", str(out))
+    assert result.exit_code == 0, result.output
+    assert [(r["row"], r["status"]) for r in read_report(out)] == [("2", "valid")]
+    assert down.state.requests_total == before
+
+
+def test_retry_of_a_journal_writes_a_csv_report_beside_it(tmp_path: Path) -> None:
+    from bulk_sync.runner import default_retry_report_path
+
+    made = default_retry_report_path(tmp_path / "out.csv.journal.jsonl")
+    assert made.parent == tmp_path
+    assert made.name.startswith("out.retry-")
+    assert made.suffix == ".csv"
+    assert default_retry_report_path(tmp_path / "r.xlsx").suffix == ".xlsx"

@@ -247,6 +247,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
 @cli.command()
 @click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
 @_common_options
+@click.option("--dry-run", is_flag=True, help="Only list what would be re-sent; send nothing.")
 def retry(report_in: Path, **opts: Any) -> None:
     """Re-send the rows of REPORT whose status is failed or not_sent.
 
@@ -261,11 +262,12 @@ def retry(report_in: Path, **opts: Any) -> None:
         out = opts["report"] or default_retry_report_path(report_in)
         report = resolve_report_path(out, overwrite=opts["overwrite"])
         token = settings.token()
-        if token is None:
-            raise UsageError(f"no API key: set the environment variable {settings.token_env}")
-        from bulk_sync.runner import check_base_url
+        if not opts["dry_run"]:
+            if token is None:
+                raise UsageError(f"no API key: set the environment variable {settings.token_env}")
+            from bulk_sync.runner import check_base_url
 
-        check_base_url(settings)
+            check_base_url(settings)
         tables = retry_tables(report_in)
         with _lock_and_state(settings, opts) as state:
             summary = _run_async(
@@ -274,6 +276,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                     settings,
                     report=report,
                     token=token,
+                    dry_run=opts["dry_run"],
                     state=state,
                     full=opts["full"],
                     stop=stop,

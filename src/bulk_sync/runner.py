@@ -705,7 +705,9 @@ def retry_tables(report: Path) -> list[Table]:
 
 def default_retry_report_path(report: Path) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    base = report.with_name(f"{report.stem}.retry-{stamp}{report.suffix}")
+    suffix = report.suffix if report.suffix.lower() in (".csv", ".xlsx") else ".csv"
+    name = report.name.split(".", 1)[0] if suffix != report.suffix else report.stem
+    base = report.with_name(f"{name}.retry-{stamp}{suffix}")
     candidate, n = base, 1
     while candidate.exists():
         candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")

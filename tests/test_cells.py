@@ -125,3 +125,18 @@ def test_header_normalization_keeps_other_characters() -> None:
     assert normalize_header("Região Norte") == "região_norte"
     assert normalize_header("customerid") != normalize_header("customer_id")
     assert normalize_header("Straße") == "strasse"  # casefold, not lower
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [
+        (12345678901234567890.0, "12345678901234567000"),
+        (2.0**53, "9007199254740992"),
+        (2.0**53 - 1, "9007199254740991"),
+        (-1e20, "-100000000000000000000"),
+    ],
+)
+def test_whole_numbers_beyond_float_precision_gain_no_digits_nobody_typed(
+    number: float, text: str
+) -> None:
+    assert cell_to_str(number) == text

@@ -337,7 +337,7 @@ def test_retry_dry_run_lists_what_would_be_resent_and_sends_nothing(
     assert down.state.requests_total == before
 
 
-def test_retry_of_a_journal_writes_a_csv_report_beside_it(tmp_path: Path) -> None:
+def test_default_retry_report_names_keep_a_report_suffix(tmp_path: Path) -> None:
     from bulk_sync.runner import default_retry_report_path
 
     made = default_retry_report_path(tmp_path / "out.csv.journal.jsonl")
@@ -345,3 +345,34 @@ def test_retry_of_a_journal_writes_a_csv_report_beside_it(tmp_path: Path) -> Non
     assert made.name.startswith("out.retry-")
     assert made.suffix == ".csv"
     assert default_retry_report_path(tmp_path / "r.xlsx").suffix == ".xlsx"
+
+
+@pytest.mark.parametrize("spec", ["3/3", "a/b", "0/0"])
+def test_a_bad_shard_is_exit_2_with_a_message_not_a_traceback(
+    tmp_path: Path, run_cli: Callable[..., Result], spec: str
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    result = run_cli("sync", str(src), "--dry-run", "--shard", spec)
+    assert result.exit_code == 2
+    assert "--shard" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_early_errors_are_json_lines_with_json_logs(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    result = run_cli("sync", str(src), "--dry-run", "--shard", "9/2", "--log-format", "json")
+    assert result.exit_code == 2
+    [line] = result.stderr.strip().splitlines()
+    assert json.loads(line)["exit_code"] == 2
+
+
+def test_retry_refuses_a_journal_and_points_at_resume(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    journal = tmp_path / "r.csv.journal.jsonl"
+    journal.write_text('{"bulk_sync_journal": 1}\n')
+    result = run_cli("retry", str(journal))
+    assert result.exit_code == 2
+    assert "--resume" in result.stderr

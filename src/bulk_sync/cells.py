@@ -40,12 +40,20 @@ def _fraction(microsecond: int) -> str:
     return f".{microsecond:06d}"
 
 
+_EXACT_INTEGERS = 2.0**53  # below this every whole float is exactly an integer
+
+
 def float_to_str(value: float) -> str:
     """A float as a person would type it: no ``.0`` on whole numbers, no exponent."""
     if not math.isfinite(value):
         return ""
     if value.is_integer():
-        return str(int(value))
+        if abs(value) < _EXACT_INTEGERS:
+            return str(int(value))
+        # Beyond 2**53 a float's binary expansion has digits nobody typed
+        # (12345678901234567890 is stored as ...69216): its shortest form instead.
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else format(Decimal(text), "f")
     text = repr(value)
     if "e" in text or "E" in text:
         return format(Decimal(text), "f")

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -24,6 +27,7 @@ from bulk_sync import __version__
 from bulk_sync.config import Settings, load_config
 from bulk_sync.errors import BulkSyncError, UsageError
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
+from bulk_sync.report import JOURNAL_SUFFIX
 from bulk_sync.runner import (
     Progress,
     Shard,
@@ -210,13 +214,16 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
         from bulk_sync.inbox import run_inbox_cli
 
         if inputs:
-            _fail("INPUT files and --inbox are exclusive: give one or the other")
+            _fail("INPUT files and --inbox are exclusive: give one or the other", opts)
         _exit(
             _guard(settings, lambda: run_inbox_cli(settings, opts, _runner_hooks(settings, opts)))
         )
     if not inputs:
-        _fail("no input files given (or use --inbox DIR --archive DIR)")
-    shard = Shard.parse(opts["shard"]) if opts["shard"] else None
+        _fail("no input files given (or use --inbox DIR --archive DIR)", opts)
+    try:
+        shard = Shard.parse(opts["shard"]) if opts["shard"] else None
+    except BulkSyncError as exc:
+        _fail(str(exc), opts)
     if shard is not None and settings.rate:
         settings = settings.replace(rate=settings.rate / shard.count)
 
@@ -259,6 +266,12 @@ def retry(report_in: Path, **opts: Any) -> None:
     def job() -> int:
         if not report_in.exists():
             raise UsageError(f"report {report_in} does not exist")
+        if report_in.name.endswith(JOURNAL_SUFFIX):
+            raise UsageError(
+                f"{report_in} is the journal of a run that did not finish: it holds only the "
+                "rows that finished. To complete that run, run the same sync again with "
+                f"--resume {report_in}"
+            )
         out = opts["report"] or default_retry_report_path(report_in)
         report = resolve_report_path(out, overwrite=opts["overwrite"])
         token = settings.token()
@@ -286,6 +299,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                 settings,
                 opts,
             )
+        summary = dataclasses.replace(summary, extra={**summary.extra, "command": "retry"})
         return _finish(summary, settings, opts["quiet"])
 
     _exit(_guard(settings, job))
@@ -330,11 +344,23 @@ def _settings(opts: dict[str, Any]) -> Settings:
             metrics_job=opts.get("metrics_job"),
         )
     except BulkSyncError as exc:
-        _fail(str(exc))
+        _fail(str(exc), opts)
 
 
-def _fail(message: str) -> NoReturn:
-    click.echo(f"bulk-sync: error: {message}", err=True)
+def _fail(message: str, opts: dict[str, Any] | None = None) -> NoReturn:
+    """Exit 2 with ``message``: one JSON line with ``--log-format json``, else text."""
+    if opts is not None and opts.get("log_format") == "json":
+        doc = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "error",
+            "logger": "bulk_sync.cli",
+            "message": f"error: {message}",
+            "event": "error",
+            "exit_code": EXIT_UNUSABLE,
+        }
+        click.echo(json.dumps(doc, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"bulk-sync: error: {message}", err=True)
     sys.exit(EXIT_UNUSABLE)
 
 
@@ -527,7 +553,10 @@ def _finish(summary: Summary, settings: Settings, quiet: bool) -> int:
 
 
 def format_summary(s: Summary) -> str:
-    head = "dry run" if s.dry_run else "sync"
+    command = str(s.extra.get("command", "sync"))
+    head = f"{command} (dry run)" if s.dry_run and command != "sync" else command
+    if s.dry_run and command == "sync":
+        head = "dry run"
     lines = [f"bulk-sync {head}: {s.rows} rows, {s.customers} customers"]
     for status, n in s.counts.items():
         if n:

@@ -216,6 +216,8 @@ def load_file(path: Path | str, options: LoadOptions | None = None) -> list[Tabl
                 source=source,
             )
         if ext in DELIMITED_EXTENSIONS:
+            if opts.sheet is not None or opts.all_sheets:
+                log.warning("%s: a text file has no sheets; --sheet/--all-sheets ignored", source)
             data = path.read_bytes()
             return [_load_delimited(data, source, ext, opts)]
         with path.open("rb") as fh:

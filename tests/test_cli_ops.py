@@ -249,7 +249,7 @@ def test_wide_files_send_one_pair_per_non_empty_cell(
     server = emulator_thread()
     src = write_csv(
         tmp_path / "wide.csv",
-        [("C1", "retail", ""), ("C2", "", "Ana")],
+        [("C1", "retail", ""), ("C2", "", "Ana"), ("C3", "", "")],
         header=("Customer ID", "segment", "manager"),
     )
     report = tmp_path / "r.csv"
@@ -258,10 +258,23 @@ def test_wide_files_send_one_pair_per_non_empty_cell(
     )
     assert result.exit_code == 0, result.output
     assert server.state.customers == {"C1": {"segment": "retail"}, "C2": {"manager": "Ana"}}
-    assert [(r["row"], r["attribute"]) for r in read_report(report)] == [
-        ("2", "segment"),
-        ("3", "manager"),
+    assert [(r["row"], r["attribute"], r["status"]) for r in read_report(report)] == [
+        ("2", "segment", "ok"),
+        ("3", "manager", "ok"),
+        ("4", "", "skipped"),  # every row of the file is accounted for
     ]
+
+
+def test_wide_value_under_a_column_without_header_is_invalid_not_dropped(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "w.csv", [("C1", "x", "stray")], header=("customer_id", "seg", ""))
+    report = tmp_path / "r.csv"
+    result = run_cli("sync", str(src), "--wide", "--dry-run", "--report", str(report))
+    assert result.exit_code == 1
+    lines = read_report(report)
+    assert [(r["value"], r["status"]) for r in lines] == [("x", "valid"), ("stray", "invalid")]
+    assert "unnamed column 3" in lines[1]["error"]
 
 
 def test_report_placeholder_timestamp_gives_a_new_file_each_run(

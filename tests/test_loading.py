@@ -410,16 +410,20 @@ def test_two_columns_matching_one_name_are_refused(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- wide files
 
 
-def test_wide_csv_gives_one_row_per_non_empty_cell(tmp_path: Path) -> None:
-    body = "Customer ID,segment,email,\nc1,Retail,a@x.pt,ignored\nc2,,b@x.pt,\n,,,\nc3,,,\n"
+def test_wide_csv_gives_one_row_per_non_empty_cell_and_loses_no_input(tmp_path: Path) -> None:
+    body = "Customer ID,segment,email,\nc1,Retail,a@x.pt,stray\nc2,,b@x.pt,\n,,,\nc3,,,\n"
     table = one(write(tmp_path, "in.csv", body), wide=True)
     assert triples(table) == [
         (2, "c1", "segment", "Retail"),
         (2, "c1", "email", "a@x.pt"),
+        (2, "c1", "", "stray"),  # a value under a column without a header: kept, to be invalid
         (3, "c2", "email", "b@x.pt"),
+        (5, "c3", "", ""),  # a customer with no values: listed, to be skipped
     ]
+    assert list(table.value_columns)[2] == "unnamed column 4"
+    assert table.skips == ((4, "no attribute values in this row (--wide)"),)
     assert table.headers == ("Customer ID", "", "")
-    assert list(table.value_columns) == ["segment", "email", "email"]
+    assert list(table.value_columns) == ["segment", "email", "unnamed column 4", "email", ""]
 
 
 def test_wide_workbook_uses_header_text_as_attribute(tmp_path: Path) -> None:

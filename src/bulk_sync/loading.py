@@ -364,8 +364,10 @@ def _layout(
         )
     if options.wide:
         cid = found["customer_id"]
-        attrs = tuple((j, h) for j, h in enumerate(header) if j != cid and h)
-        if not attrs:
+        # Every other column, named or not: a value under a column without a header is
+        # reported (invalid: no attribute name), never dropped without a trace.
+        attrs = tuple((j, h) for j, h in enumerate(header) if j != cid)
+        if not any(h for _, h in attrs):
             raise InputError(
                 f"a wide file needs a column per attribute besides {header[cid]!r}, "
                 "and there is none",
@@ -447,29 +449,38 @@ def _build_wide(
 ) -> Table:
     cid_col = columns[0]
     pairs = [
-        (name, col) for (_, name), col in zip(layout.attribute_columns, columns[1:], strict=True)
+        (name, name or f"unnamed column {j + 1}", col)
+        for (j, name), col in zip(layout.attribute_columns, columns[1:], strict=True)
     ]
     out_rows: list[int] = []
     cids: list[str] = []
     attrs: list[str] = []
     vals: list[str] = []
+    labels: list[str] = []
     table_defects: list[tuple[int, str, str]] = []
+    skips: list[tuple[int, str]] = []
     for k, cid in enumerate(cid_col):
         row = rows[k]
         start = len(cids)
-        for name, col in pairs:
+        for name, label, col in pairs:
             value = col[k]
             if value:
                 cids.append(cid)
                 attrs.append(name)
                 vals.append(value)
+                labels.append(label)
                 out_rows.append(row)
+        if len(cids) == start and not cid and k not in defects:
+            continue  # a blank row: not an input row
+        if len(cids) == start:  # nothing to send from this row: keep it visible
+            cids.append(cid)
+            attrs.append("")
+            vals.append("")
+            labels.append("")
+            out_rows.append(row)
+            if k not in defects:
+                skips.append((start, "no attribute values in this row (--wide)"))
         if k in defects:
-            if len(cids) == start:  # nothing else carries the defect: keep the row visible
-                cids.append(cid)
-                attrs.append("")
-                vals.append("")
-                out_rows.append(row)
             table_defects.append((start, "", defects[k]))
     return Table(
         source=source,
@@ -479,8 +490,9 @@ def _build_wide(
         attributes=attrs,
         values=vals,
         headers=(layout.header[layout.indices[0]], "", ""),
-        value_columns=attrs,
+        value_columns=labels,
         defects=tuple(table_defects),
+        skips=tuple(skips),
     )
 
 

@@ -68,6 +68,9 @@ class Table:
     defects: tuple[tuple[int, str, str], ...] = ()
     """Rows the loader found malformed but could still place: (local index, column, message),
     e.g. a CSV record with more fields than the header. Validation makes them ``invalid``."""
+    skips: tuple[tuple[int, str], ...] = ()
+    """Rows with nothing to send that the report still lists: (local index, note), e.g. a
+    customer of a wide file whose every attribute cell is empty. They end ``skipped``."""
 
     def __len__(self) -> int:
         return len(self.rows)

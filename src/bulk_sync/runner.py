@@ -267,18 +267,27 @@ def plan(
         max_attribute_length=settings.max_attribute_length,
         max_value_length=settings.max_value_length,
     )
-    problems = list(validate(rows, limits))
+    skips = {
+        offset + local: note
+        for table, offset in zip(rows.tables, rows.offsets, strict=True)
+        for local, note in table.skips
+    }
+    problems = [p for p in validate(rows, limits) if p.index not in skips]
     invalid = bytearray(len(rows))
     for p in problems:
         invalid[p.index] = 1
+    for i in skips:
+        invalid[i] = 1  # nothing to group or send
     grouped = group(rows, invalid, settings.on_conflict)
     problems.extend(grouped.invalid)
     problems.sort(key=lambda p: p.index)
     for p in problems:
         i = p.index
         ledger.status[i] = Status.INVALID
-        ledger.error[i] = f"{ledger.error[i]}; {p.message}" if ledger.error[i] else p.message
-    for i, note in grouped.superseded.items():
+        # The report line already says file, sheet and row; the error adds the column.
+        text = f"{p.message} (column {p.column!r})" if p.column else p.message
+        ledger.error[i] = f"{ledger.error[i]}; {text}" if ledger.error[i] else text
+    for i, note in (*grouped.superseded.items(), *skips.items()):
         ledger.status[i] = Status.SKIPPED
         ledger.error[i] = note
 

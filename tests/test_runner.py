@@ -115,3 +115,23 @@ def test_default_report_names_never_collide(tmp_path: Path) -> None:
     assert second != first
     assert second.parent == tmp_path
     assert second.suffix == ".csv"
+
+
+def test_a_report_path_is_reserved_at_once_so_a_second_run_cannot_take_it(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "r.csv"
+    assert resolve_report_path(report) == report
+    assert report.exists()  # reserved while the first run still loads
+    with pytest.raises(ReportExistsError, match="another run is using it"):
+        resolve_report_path(report)
+
+
+def test_a_run_that_fails_before_writing_releases_its_reservation(tmp_path: Path) -> None:
+    report = tmp_path / "r.csv"
+    with pytest.raises(UsageError):
+        asyncio.run(sync_async([tmp_path / "missing.csv"], report=report, dry_run=True))
+    assert not report.exists()
+    again = default_report_path(directory=tmp_path)
+    assert again.exists()
+    assert default_report_path(directory=tmp_path) != again  # same second: another name

@@ -411,7 +411,7 @@ def test_after_kill_9_the_journal_lets_resume_skip_what_was_accepted(
     proc.communicate(timeout=10)
     journal = journal_path_for(report)
     assert journal.exists()
-    assert not report.exists()
+    assert not report.exists() or report.stat().st_size == 0  # only its reservation
     accepted = set()
     for line in journal.read_text(encoding="utf-8").splitlines()[1:]:
         try:

@@ -33,6 +33,7 @@ from bulk_sync.runner import (
     Shard,
     Summary,
     default_retry_report_path,
+    release_report,
     resolve_report_path,
     retry_tables,
     run_tables,
@@ -274,31 +275,37 @@ def retry(report_in: Path, **opts: Any) -> None:
             )
         out = opts["report"] or default_retry_report_path(report_in)
         report = resolve_report_path(out, overwrite=opts["overwrite"])
-        token = settings.token()
-        if not opts["dry_run"]:
-            if token is None:
-                raise UsageError(f"no API key: set the environment variable {settings.token_env}")
-            from bulk_sync.runner import check_base_url
+        try:
+            token = settings.token()
+            if not opts["dry_run"]:
+                if token is None:
+                    raise UsageError(
+                        f"no API key: set the environment variable {settings.token_env}"
+                    )
+                from bulk_sync.runner import check_base_url
 
-            check_base_url(settings)
-        tables = retry_tables(report_in)
-        with _lock_and_state(settings, opts) as state:
-            summary = _run_async(
-                lambda stop, progress: run_tables(
-                    tables,
+                check_base_url(settings)
+            tables = retry_tables(report_in)
+            with _lock_and_state(settings, opts) as state:
+                summary = _run_async(
+                    lambda stop, progress: run_tables(
+                        tables,
+                        settings,
+                        report=report,
+                        token=token,
+                        dry_run=opts["dry_run"],
+                        state=state,
+                        full=opts["full"],
+                        stop=stop,
+                        on_progress=progress,
+                        inputs=[str(report_in)],
+                    ),
                     settings,
-                    report=report,
-                    token=token,
-                    dry_run=opts["dry_run"],
-                    state=state,
-                    full=opts["full"],
-                    stop=stop,
-                    on_progress=progress,
-                    inputs=[str(report_in)],
-                ),
-                settings,
-                opts,
-            )
+                    opts,
+                )
+        except BaseException:
+            release_report(report)
+            raise
         summary = dataclasses.replace(summary, extra={**summary.extra, "command": "retry"})
         return _finish(summary, settings, opts["quiet"])
 

@@ -528,7 +528,9 @@ def accepted_rows(path: Path) -> set[tuple[str, str, str]]:
     if path.suffix.lower() == ".jsonl":
         sources = [path]
     else:
+        # An empty report is the reservation of a run that stopped before writing it.
         sources = [p for p in (path, journal_path_for(path)) if p.exists()]
+        sources = [p for p in sources if p != path or p.stat().st_size > 0]
         if not sources:
             raise InputError(
                 f"neither the report nor its journal {journal_path_for(path).name!r} exists",

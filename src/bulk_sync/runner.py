@@ -137,10 +137,12 @@ ProgressCallback = Callable[[Progress], None]
 
 
 def default_report_path(now: datetime | None = None, directory: Path | None = None) -> Path:
+    """``bulk-sync-report-<UTC time>.csv`` in ``directory`` (default: the current folder),
+    reserved (created empty) so that two runs started in the same second never share it."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     base = (directory or Path.cwd()) / f"bulk-sync-report-{stamp}.csv"
     candidate, n = base, 1
-    while candidate.exists() or journal_path_for(candidate).exists():
+    while journal_path_for(candidate).exists() or not _reserve(candidate):
         candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
         n += 1
     return candidate
@@ -153,7 +155,10 @@ def resolve_report_path(
 
     ``{timestamp}`` in the name is replaced by the UTC time, for cron jobs. Replacing an
     existing report is allowed with ``overwrite``, or when it is the report being resumed
-    (the new report carries everything the old one said was done).
+    (the new report carries everything the old one said was done). The path is reserved
+    at once (created empty, atomically), so a second run given the same path while this
+    one still loads is refused rather than overwriting it at the end; callers release an
+    unused reservation with :func:`release_report`.
     """
     if report is None:
         return default_report_path()
@@ -164,19 +169,49 @@ def resolve_report_path(
         raise UsageError(f"--report {report}: the report must end in .csv or .xlsx")
     if not report.parent.exists():
         raise UsageError(f"--report {report}: folder {report.parent} does not exist")
-    same_as_resume = resume is not None and _same_file(report, resume)
-    if report.exists() and not overwrite and not same_as_resume:
-        raise ReportExistsError(
-            f"report {report} already exists; choose another --report path "
-            "(or pass --overwrite to replace it)"
-        )
     journal = journal_path_for(report)
-    if journal.exists() and not same_as_resume and not _same_file(journal, resume):
+    # Resuming this very report (or its journal) may replace it: the new report carries
+    # everything the old one, or the journal, said was done.
+    same_as_resume = _same_file(report, resume) or _same_file(journal, resume)
+    if journal.exists() and not same_as_resume:
         raise ReportExistsError(
             f"{journal} exists: an earlier run with this report path did not finish. Resume it "
             f"with --resume {journal}, or remove the journal"
         )
+    if not _reserve(report) and not overwrite and not same_as_resume:
+        empty = _size(report) == 0
+        raise ReportExistsError(
+            f"report {report} already exists"
+            + (
+                " (empty: another run is using it, or one was stopped before writing it)"
+                if empty
+                else ""
+            )
+            + "; choose another --report path (or pass --overwrite to replace it)"
+        )
     return report
+
+
+def release_report(path: Path) -> None:
+    """Remove a reservation that never became a report (an empty file we created)."""
+    if _size(path) == 0:
+        path.unlink(missing_ok=True)
+
+
+def _reserve(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _same_file(a: Path, b: Path | None) -> bool:
@@ -639,6 +674,34 @@ async def sync_async(
     report_path = resolve_report_path(
         Path(report) if report is not None else None, resume=resume_path, overwrite=overwrite
     )
+    try:
+        return await _sync_checked(
+            paths, settings, report_path, token=token, dry_run=dry_run, resume=resume_path,
+            shard=shard, state=state, full=full, sender=sender, stop=stop,
+            on_progress=on_progress, sleep=sleep,
+        )  # fmt: skip
+    except BaseException:
+        release_report(report_path)
+        raise
+
+
+async def _sync_checked(
+    paths: list[Path],
+    settings: Settings,
+    report_path: Path,
+    *,
+    token: str | None,
+    dry_run: bool,
+    resume: Path | None,
+    shard: Shard | None,
+    state: Any,
+    full: bool,
+    sender: Sender | None,
+    stop: asyncio.Event | None,
+    on_progress: ProgressCallback | None,
+    sleep: Sleep | None,
+) -> Summary:
+    resume_path = resume
     for p in paths:  # the cheapest check first: a typo in a file name names the file
         if not p.exists():
             raise InputError("file not found", source=str(p))

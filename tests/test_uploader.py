@@ -277,6 +277,34 @@ async def test_requests_still_in_flight_after_the_grace_period_are_not_sent() ->
     results = await asyncio.wait_for(task, timeout=2)
     assert len(results) == 4
     assert all(r.outcomes[0].status is Status.NOT_SENT for r in results)
+    cut = [r.outcomes[0] for r in results if r.job.customer_id in ("c0", "c1")]
+    assert [o.attempts for o in cut] == [1, 1]  # the request was made: it counts
+    assert all("may have been applied" in o.error for o in cut)
+    queued = [r.outcomes[0] for r in results if r.job.customer_id in ("c2", "c3")]
+    assert [o.attempts for o in queued] == [0, 0]
+
+
+async def test_pairs_done_before_a_cancellation_keep_their_outcome() -> None:
+    t = FakeTime()
+    stop = asyncio.Event()
+
+    class SlowOnB(FakeSender):
+        async def set_customer_attributes(
+            self, customer_id: str, attributes: Mapping[str, str]
+        ) -> dict[str, str]:
+            if len(attributes) > 1:
+                raise DocumentRejected("bad", status=422)
+            if "b" in attributes:
+                stop.set()
+                await asyncio.sleep(5)  # cut off by the grace period
+            return await super().set_customer_attributes(customer_id, attributes)
+
+    up = make(SlowOnB(), t, grace_period=0.05)
+    [result] = await asyncio.wait_for(
+        run(up, [job("c1", ("a", "1"), ("b", "2"), ("c", "3"))], stop), timeout=2
+    )
+    assert [o.status for o in result.outcomes] == [Status.OK, Status.NOT_SENT, Status.NOT_SENT]
+    assert "may have been applied" in result.outcomes[1].error
 
 
 async def test_an_unexpected_exception_fails_only_that_map() -> None:

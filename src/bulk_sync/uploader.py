@@ -108,6 +108,15 @@ class UploadStats:
     by_status: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Flight:
+    """What one job has done so far, for a job cancelled mid-way."""
+
+    requests: int = 0
+    on_wire: bool = False
+    done: dict[int, PairOutcome] = field(default_factory=dict)
+
+
 class _Halted(Exception):
     """Raised inside a worker when the run halts; the job ends ``not_sent``."""
 
@@ -196,16 +205,31 @@ class Uploader:
             if self._halted.is_set():
                 on_result(self._not_sent(job, f"not sent: {self._halt_reason}", 0, None))
                 continue
+            flight = _Flight()
             try:
-                result = await self._send_job(job)
+                result = await self._send_job(job, flight)
             except asyncio.CancelledError:
-                on_result(self._not_sent(job, f"not sent: {self._halt_reason}", 0, None))
+                on_result(self._cancelled(job, flight))
                 raise
             self.stats.jobs += 1
             on_result(result)
 
-    async def _send_job(self, job: Job) -> JobResult:
-        outcome, attempts = await self._request(job.customer_id, job.body())
+    def _cancelled(self, job: Job, flight: _Flight) -> JobResult:
+        """A job cut off after the grace period: what finished stands, the rest is
+        ``not_sent``, saying so when a request was on the wire (it may have been applied;
+        sending it again is safe, the API merges)."""
+        error = f"not sent: {self._halt_reason}"
+        if flight.on_wire:
+            error += (
+                "; a request was in flight and may have been applied (sending it again is safe)"
+            )
+        rest = PairOutcome(Status.NOT_SENT, None, error, flight.requests)
+        outcomes = tuple(flight.done.get(k, rest) for k in range(len(job.pairs)))
+        return JobResult(job, outcomes, flight.requests)
+
+    async def _send_job(self, job: Job, flight: _Flight | None = None) -> JobResult:
+        flight = flight or _Flight()
+        outcome, attempts = await self._request(job.customer_id, job.body(), flight)
         if isinstance(outcome, dict):
             return JobResult(job, tuple(_ok(p, outcome, attempts) for p in job.pairs), attempts)
         if isinstance(outcome, DocumentRejected) and len(job.pairs) > 1:
@@ -216,13 +240,16 @@ class Uploader:
             )
             outcomes = []
             requests = attempts
-            for pair in job.pairs:
-                single, n = await self._request(job.customer_id, {pair.attribute: pair.value})
+            for k, pair in enumerate(job.pairs):
+                single, n = await self._request(
+                    job.customer_id, {pair.attribute: pair.value}, flight
+                )
                 requests += n
                 if isinstance(single, dict):
                     outcomes.append(_ok(pair, single, attempts + n))
                 else:
                     outcomes.append(self._failure(single, attempts + n))
+                flight.done[k] = outcomes[-1]
             return JobResult(job, tuple(outcomes), requests)
         failure = self._failure(outcome, attempts)
         return JobResult(job, (failure,) * len(job.pairs), attempts)
@@ -250,7 +277,7 @@ class Uploader:
     # -- one request with retries ------------------------------------------------------
 
     async def _request(
-        self, customer_id: str, body: dict[str, str]
+        self, customer_id: str, body: dict[str, str], flight: _Flight | None = None
     ) -> tuple[dict[str, str] | BaseException, int]:
         """Send until accepted or given up: ``(map or the last error, attempts made)``.
 
@@ -267,7 +294,7 @@ class Uploader:
             attempts = 1
             self.stats.requests += 1
             try:
-                result = await self._sender.set_customer_attributes(customer_id, body)
+                result = await self._on_wire(customer_id, body, flight)
             except ApiError as exc:
                 self._observe(exc)
                 if not isinstance(exc, RetriableError):
@@ -286,7 +313,7 @@ class Uploader:
         except Exception as exc:  # a bug or an unexpected library error: fail this map only
             log.exception("customer %r: unexpected error while sending", customer_id)
             return exc, attempts
-        return await self._retry_rest(customer_id, body, started)
+        return await self._retry_rest(customer_id, body, started, flight)
 
     def _wait(self, failures: int, exc: BaseException | None) -> float:
         delay = self._retry.backoff(failures, self._rnd)
@@ -300,8 +327,29 @@ class Uploader:
             return True
         return policy.deadline is not None and self._clock() - started >= policy.deadline
 
+    async def _on_wire(
+        self, customer_id: str, body: dict[str, str], flight: _Flight | None
+    ) -> dict[str, str]:
+        if flight is None:
+            return await self._sender.set_customer_attributes(customer_id, body)
+        flight.requests += 1
+        flight.on_wire = True
+        try:
+            result = await self._sender.set_customer_attributes(customer_id, body)
+        except asyncio.CancelledError:
+            raise  # cut off mid-flight: on_wire stays set for the report
+        except BaseException:
+            flight.on_wire = False
+            raise
+        flight.on_wire = False
+        return result
+
     async def _retry_rest(
-        self, customer_id: str, body: dict[str, str], started: float
+        self,
+        customer_id: str,
+        body: dict[str, str],
+        started: float,
+        flight: _Flight | None = None,
     ) -> tuple[dict[str, str] | BaseException, int]:
         """Attempts 2, 3, ... after a retriable failure of the first (tenacity)."""
         attempts = 1
@@ -328,7 +376,7 @@ class Uploader:
                     self.stats.requests += 1
                     self.stats.retries += 1
                     try:
-                        result = await self._sender.set_customer_attributes(customer_id, body)
+                        result = await self._on_wire(customer_id, body, flight)
                     except ApiError as exc:
                         self._observe(exc)
                         raise

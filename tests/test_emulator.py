@@ -300,7 +300,7 @@ async def test_fault_rates_are_roughly_honoured_with_a_seed(
 def test_the_same_seed_injects_the_same_faults() -> None:
     def statuses(seed: int) -> list[int]:
         state = EmulatorState(EmulatorSettings(error_rate=0.3, throttle_rate=0.3, seed=seed))
-        headers = {"Authorization": "Bearer t"}
+        headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
         return [
             state.handle("POST", f"/customers/c{i}/attributes", headers, b'{"a":"b"}').status
             for i in range(100)
@@ -334,7 +334,7 @@ async def test_beyond_the_rate_limit_answers_429_with_retry_after(
 def test_the_rate_limit_refills_with_time() -> None:
     now = [100.0]
     state = EmulatorState(EmulatorSettings(rate_limit=2), clock=lambda: now[0])
-    headers = {"Authorization": "Bearer t"}
+    headers = {"Authorization": "Bearer t", "Content-Type": "application/json"}
 
     def post() -> int:
         return state.handle("POST", "/customers/c/attributes", headers, b'{"a":"b"}').status
@@ -572,7 +572,12 @@ def test_cli_serves_until_sigterm_then_exits_0_and_saves_state(tmp_path: Path) -
         def request(method: str, path: str, body: bytes, bearer: str) -> tuple[int, bytes]:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             try:
-                connection.request(method, path, body, {"Authorization": f"Bearer {bearer}"})
+                connection.request(
+                    method,
+                    path,
+                    body,
+                    {"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+                )
                 response = connection.getresponse()
                 return response.status, response.read()
             finally:
@@ -596,3 +601,14 @@ def test_cli_serves_until_sigterm_then_exits_0_and_saves_state(tmp_path: Path) -
         if process.stderr is not None:
             process.stderr.close()
     assert json.loads(state_file.read_text("utf-8")) == {"A/B": {"k": "v"}}
+
+
+def test_a_post_without_a_json_content_type_is_refused_and_stores_nothing() -> None:
+    state = EmulatorState(EmulatorSettings(port=0))
+    auth = {"Authorization": "Bearer t"}
+    assert state.handle("POST", "/customers/c/attributes", auth, b'{"a":"b"}').status == 415
+    text = {**auth, "content-type": "text/plain"}
+    assert state.handle("POST", "/customers/c/attributes", text, b'{"a":"b"}').status == 415
+    ok = {**auth, "content-type": "application/json; charset=utf-8"}
+    assert state.handle("POST", "/customers/c/attributes", ok, b'{"a":"b"}').status == 200
+    assert state.customers == {"c": {"a": "b"}}

@@ -135,6 +135,16 @@ class Reply(NamedTuple):
     drop: bool = False
 
 
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever its case (aiohttp's mapping is case-insensitive already;
+    a plain dict from an in-process caller may not be)."""
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value
+
+
 def _json(data: object) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -248,6 +258,11 @@ class EmulatorState:
             return self._count(_error(404, "customer not found"))
         if method == "GET":
             return self._count(Reply(200, _json(self.customers.get(customer_id, {}))))
+        content_type = _header(headers, "Content-Type") or ""
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            # Strict on purpose: the contract's request is JSON, and a client that drops
+            # the header should fail here, not in production.
+            return self._count(_error(415, "Content-Type must be application/json"))
         problem, attributes = self._parse(body)
         if problem is not None:
             return self._count(_error(422, problem))
@@ -264,9 +279,7 @@ class EmulatorState:
         return reply
 
     def _authorized(self, headers: Mapping[str, str]) -> bool:
-        value = headers.get("Authorization")
-        if value is None:
-            value = headers.get("authorization")
+        value = _header(headers, "Authorization")
         if value is None:
             return False
         scheme, _, credentials = value.strip().partition(" ")

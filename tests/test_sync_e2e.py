@@ -321,6 +321,17 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def _start_sync(
+    tmp_path: Path, rows: list[tuple[str, str, str]], server: EmulatorThread, token: str
+) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """A real `bulk-sync sync` process uploading ``rows`` to ``server``: (input, report, proc)."""
+    src = write_csv(tmp_path / "in.csv", rows)
+    report = tmp_path / "r.csv"
+    args = ["sync", str(src), "--report", str(report), "--base-url", server.base_url,
+            "--concurrency", "4"]  # fmt: skip
+    return src, report, _spawn(args, token)
+
+
 @pytest.fixture
 def slow_server(emulator_thread: Callable[..., EmulatorThread]) -> EmulatorThread:
     return emulator_thread(latency=0.05)
@@ -337,21 +348,7 @@ def test_signal_mid_run_writes_the_report_then_resume_sends_only_the_rest(
     sig: signal.Signals,
 ) -> None:
     rows = many_rows(300, 2)
-    src = write_csv(tmp_path / "in.csv", rows)
-    report = tmp_path / "r.csv"
-    proc = _spawn(
-        [
-            "sync",
-            str(src),
-            "--report",
-            str(report),
-            "--base-url",
-            slow_server.base_url,
-            "--concurrency",
-            "4",
-        ],
-        api_token,
-    )
+    src, report, proc = _start_sync(tmp_path, rows, slow_server, api_token)
     _wait_for(lambda: slow_server.state.requests_total >= 20)
     sent_at = time.monotonic()
     proc.send_signal(sig)
@@ -367,15 +364,9 @@ def test_signal_mid_run_writes_the_report_then_resume_sends_only_the_rest(
     fresh = emulator_thread()
     second = tmp_path / "r2.csv"
     result = run_cli(
-        "sync",
-        str(src),
-        "--resume",
-        str(report),
-        "--report",
-        str(second),
-        "--base-url",
-        fresh.base_url,
-    )
+        "sync", str(src), "--resume", str(report), "--report", str(second),
+        "--base-url", fresh.base_url,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert set(fresh.state.posts_by_customer).isdisjoint(done)
     assert len(fresh.state.posts_by_customer) == 300 - len(done)
@@ -391,21 +382,7 @@ def test_after_kill_9_the_journal_lets_resume_skip_what_was_accepted(
     emulator_thread: Callable[..., EmulatorThread],
 ) -> None:
     rows = many_rows(300, 2)
-    src = write_csv(tmp_path / "in.csv", rows)
-    report = tmp_path / "r.csv"
-    proc = _spawn(
-        [
-            "sync",
-            str(src),
-            "--report",
-            str(report),
-            "--base-url",
-            slow_server.base_url,
-            "--concurrency",
-            "4",
-        ],
-        api_token,
-    )
+    src, report, proc = _start_sync(tmp_path, rows, slow_server, api_token)
     _wait_for(lambda: slow_server.state.requests_total >= 30)
     proc.kill()
     proc.communicate(timeout=10)
@@ -425,15 +402,9 @@ def test_after_kill_9_the_journal_lets_resume_skip_what_was_accepted(
     fresh = emulator_thread()
     second = tmp_path / "r2.csv"
     result = run_cli(
-        "sync",
-        str(src),
-        "--resume",
-        str(report),
-        "--report",
-        str(second),
-        "--base-url",
-        fresh.base_url,
-    )
+        "sync", str(src), "--resume", str(report), "--report", str(second),
+        "--base-url", fresh.base_url,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert set(fresh.state.posts_by_customer).isdisjoint(accepted)
     out = read_report(second)

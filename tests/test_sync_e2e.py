@@ -410,3 +410,24 @@ def test_after_kill_9_the_journal_lets_resume_skip_what_was_accepted(
     out = read_report(second)
     assert len(out) == len(rows)
     assert {r["status"] for r in out} == {"ok", "skipped"}
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once_and_the_journal_still_allows_resume(
+    tmp_path: Path, api_token: str, emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread(latency=0.5)  # in-flight requests would hold the grace period
+    rows = many_rows(200, 1)
+    _, report, proc = _start_sync(tmp_path, rows, server, api_token)
+    _wait_for(lambda: server.state.requests_total >= 8)
+    _wait_for(lambda: journal_path_for(report).exists())
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.1)
+    sent_at = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)
+    assert time.monotonic() - sent_at < 1.5
+    assert proc.returncode == 3, err
+    assert "exiting at once" in err
+    assert "Traceback" not in err
+    assert journal_path_for(report).exists()

@@ -431,3 +431,18 @@ def test_a_second_signal_exits_at_once_and_the_journal_still_allows_resume(
     assert "exiting at once" in err
     assert "Traceback" not in err
     assert journal_path_for(report).exists()
+
+
+@pytest.mark.slow
+def test_a_repeated_sigterm_still_stops_gracefully_with_the_report(
+    tmp_path: Path, api_token: str, emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread(latency=0.2)
+    rows = many_rows(200, 1)
+    _, report, proc = _start_sync(tmp_path, rows, server, api_token)
+    _wait_for(lambda: server.state.requests_total >= 8)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 3, err
+    assert len(read_report(report)) == len(rows)

@@ -459,9 +459,10 @@ def _run_async(
         loop = asyncio.get_running_loop()
 
         def on_signal(signame: str) -> None:
-            if stop.is_set():
-                # A second signal: the user will not wait. Every accepted row is already in
-                # the journal (flushed after each customer), so --resume loses nothing.
+            if stop.is_set() and signame == "SIGINT":
+                # A second Ctrl-C: the user will not wait. Every accepted row is already in
+                # the journal (flushed after each customer), so --resume loses nothing. (A
+                # repeated SIGTERM, as service managers send, keeps the graceful stop.)
                 log.error(
                     "%s received again: exiting at once; the report's journal holds every "
                     "accepted row (resume with --resume REPORT)",
@@ -471,11 +472,12 @@ def _run_async(
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(EXIT_ABORTED)
-            log.warning(
-                "%s received: stopping; in-flight requests get a short grace period "
-                "(again to exit at once)",
-                signame,
-            )
+            if not stop.is_set():
+                log.warning(
+                    "%s received: stopping; in-flight requests get a short grace period "
+                    "(Ctrl-C again to exit at once)",
+                    signame,
+                )
             stop.set()
 
         installed = []

@@ -121,6 +121,10 @@ def test_json_logs_summary_json_and_metrics_agree_with_the_report(
     }
     assert doc["requests"] == 3
     assert doc["report"] == str(report)
+    [failure] = doc["failures"]
+    assert failure["count"] == 1
+    assert "customer not found" in failure["error"]
+    assert "Most frequent failures:" in result.stdout
     statuses = [r["status"] for r in read_report(report)]
     assert statuses == ["ok", "ok", "failed", "invalid"]
     prom = dict(

@@ -593,6 +593,10 @@ def format_summary(s: Summary) -> str:
         lines.append("Most frequent problems:")
         for kind, count, example in s.problems[:5]:
             lines.append(f"  {kind} x{count}, e.g. {example}")
+    if s.failures:
+        lines.append("Most frequent failures:")
+        for error, count in s.failures:
+            lines.append(f"  x{count}: {error}")
     if s.aborted:
         lines.append(f"Aborted: {s.aborted}; rows not accepted are marked not_sent.")
     lines.append(f"Report: {s.report}")

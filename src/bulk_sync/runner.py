@@ -108,6 +108,7 @@ class Summary:
     problems: tuple[tuple[str, int, str], ...] = ()  # (kind, count, first located message)
     throttled: int = 0
     inputs: tuple[str, ...] = ()
+    failures: tuple[tuple[str, int], ...] = ()  # (error of failed rows, count), most first
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +127,7 @@ class Summary:
             "report": str(self.report),
             "inputs": list(self.inputs),
             "problems": [{"kind": k, "count": c, "example": e} for k, c, e in self.problems],
+            "failures": [{"error": e, "count": c} for e, c in self.failures],
             **self.extra,
         }
 
@@ -465,7 +467,15 @@ async def run_tables(
         problems=tuple((k, c, first[k]) for k, c in kinds.most_common()),
         throttled=stats.throttled,
         inputs=tuple(inputs),
+        failures=_top_failures(ledger),
     )
+
+
+def _top_failures(ledger: _Ledger, most: int = 5) -> tuple[tuple[str, int], ...]:
+    """The most frequent errors of ``failed`` rows, for the summary."""
+    failed = Status.FAILED
+    errors = Counter(e for s, e in zip(ledger.status, ledger.error, strict=True) if s is failed)
+    return tuple(errors.most_common(most))
 
 
 def _count_customers(ledger: _Ledger) -> int:
@@ -552,7 +562,8 @@ async def _upload(
                 ledger.error[i] = outcome.error
                 ledger.attempts[i] = outcome.attempts
                 lines.append(ledger.line(i))
-                done_rows += 1
+                if outcome.status is not Status.NOT_SENT:  # progress counts what was done
+                    done_rows += 1
                 if outcome.status is Status.FAILED:
                     failed_rows += 1
             # The state records a pair only when the API's answer shows the value sent:

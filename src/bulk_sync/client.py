@@ -171,19 +171,28 @@ def classify(
 ) -> dict[str, str] | ApiError:
     """The one place where an HTTP response becomes an outcome.
 
-    2xx with a JSON object of strings → that map (anything else → :class:`TransportError`
-    "malformed response"); 401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`;
+    2xx with a JSON object → its string values (an empty body → ``{}``; a body that is not
+    a JSON object → :class:`TransportError` "malformed response");
+    401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`;
     422 → :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx → :class:`ServerError`;
     anything else → :class:`ClientError`. 429 and 5xx carry ``retry_after`` from the
     ``Retry-After`` header. Never raises, whatever the body.
     """
     if 200 <= status_code < 300:
+        if not body.strip():  # e.g. 204: accepted, nothing to confirm it with
+            return {}
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             data = None
-        if type(data) is dict and all(type(v) is str for v in data.values()):
-            return data
+        if type(data) is dict:
+            # The contract's values are strings; any other value (an old attribute stored
+            # otherwise, a null) does not undo the write: it is only left out of the map.
+            if all(type(v) is str for v in data.values()):
+                return data
+            return {k: v for k, v in data.items() if type(v) is str}
+        # Not a JSON object at all (an HTML page, say): something other than the API
+        # answered, e.g. a wrong --base-url; treat it as a failed attempt.
         return TransportError(
             f"malformed response: {_describe_body(body)}",
             status=status_code,

@@ -40,6 +40,8 @@ from bulk_sync.emulator import EmulatorThread, free_port
 from bulk_sync.models import Status
 from bulk_sync.report import Journal, journal_path_for, read_report
 from helpers import report_lines
+from helpers import spawn_cli as _spawn_cli
+from helpers import wait_for as _wait_for
 
 FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\ndeadline: 60\n"
 TOKEN = "0123456789abcdef" * 4  # what conftest's emulators require
@@ -263,27 +265,6 @@ def test_responses_slower_than_the_timeout_are_retried_and_never_lost(
 # ----------------------------------------------------------------------------- real processes
 
 
-def _spawn_cli(args: list[str], token: str = TOKEN) -> subprocess.Popen[str]:
-    env = dict(os.environ, IC_API_TOKEN=token, PYTHONUNBUFFERED="1")
-    env.pop("BULK_SYNC_DEBUG", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk_sync", *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
-
-
 class EmulatorProcess:
     """``python -m bulk_sync emulator`` on a fixed port with a state file: the process can
     be stopped and a new one started on the same port with the same state."""
@@ -371,7 +352,8 @@ def test_server_restarting_mid_run_is_ridden_out_by_retries(
     config.write_text("backoff_initial: 0.005\nbackoff_max: 0.02\nmax_attempts: 600\n")
     job = _spawn_cli(
         ["sync", str(src), "--report", str(report), "--base-url", server.base_url,
-         "--config", str(config), "--concurrency", "4"]
+         "--config", str(config), "--concurrency", "4"],
+        TOKEN,
     )  # fmt: skip
     _wait_for(lambda: server.get("stats")["requests_total"] >= 40)
     server.stop()

@@ -7,14 +7,11 @@ signals and crashes run the command as a real process.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -23,6 +20,8 @@ from bulk_sync.cli import cli
 from bulk_sync.emulator import EmulatorThread
 from bulk_sync.report import journal_path_for
 from helpers import report_lines as read_report
+from helpers import spawn_cli as _spawn
+from helpers import wait_for as _wait_for
 from helpers import write_csv
 
 FAST_RETRIES = "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\n"
@@ -298,27 +297,6 @@ def test_resume_skips_rows_an_earlier_report_marks_ok(
 
 
 # -- real processes: signals and crashes -------------------------------------------------
-
-
-def _spawn(args: list[str], token: str, **kw: Any) -> subprocess.Popen[str]:
-    env = dict(os.environ, IC_API_TOKEN=token)
-    return subprocess.Popen(
-        [sys.executable, "-m", "bulk_sync", *args],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        **kw,
-    )
-
-
-def _wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError("condition not reached in time")
 
 
 def _start_sync(

@@ -21,7 +21,7 @@ from odf.table import TableCell, TableRow
 from odf.text import P
 
 from bulk_sync.errors import ConfigError, InputError
-from bulk_sync.loading import LoadOptions, load, load_file, parse_delimiter
+from bulk_sync.loading import LoadOptions, load, load_bytes, load_file, parse_delimiter
 from bulk_sync.models import Table
 
 HEADER = ["customer_id", "attribute", "value"]
@@ -811,6 +811,26 @@ def test_file_above_the_size_limit_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "in.csv", "customer_id,attribute,value\nc1,a,1\n")
     with pytest.raises(InputError, match="file is too large"):
         load_file(path, LoadOptions(max_file_bytes=10))
+
+
+@pytest.mark.parametrize("name", ["customers.csv", "customers.xlsx"])
+def test_bytes_already_read_load_as_the_file_does(name: str) -> None:
+    path = Path(__file__).resolve().parents[1] / "samples" / name
+    (from_file,) = load_file(path)
+    (from_bytes,) = load_bytes(path.read_bytes(), f"elsewhere/{name}")
+    assert from_bytes == from_file
+
+
+def test_bytes_are_checked_like_a_file(tmp_path: Path) -> None:
+    zipped = xlsx(tmp_path, {"S": [HEADER, ["c1", "a", "1"]]}).read_bytes()
+    with pytest.raises(InputError, match=r"^in\.csv: this looks like an Excel"):
+        load_bytes(zipped, "in.csv")
+    with pytest.raises(InputError, match=r"^in\.xls: not a valid XLS workbook: it is a zip"):
+        load_bytes(zipped, "in.xls")
+    with pytest.raises(InputError, match="file is too large"):
+        load_bytes(zipped, "in.xlsx", LoadOptions(max_file_bytes=10))
+    with pytest.raises(InputError, match="unsupported file type"):
+        load_bytes(zipped, "in.zip")
 
 
 def test_committed_samples_load_with_their_deliberate_problems() -> None:

@@ -1,0 +1,140 @@
+"""A reader run in a forked child with a memory, CPU and wall-clock limit, so a reader
+that aborts the process (the Rust reader does, on some damaged files) costs a clean error
+instead of the run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from bulk_sync.errors import InputError
+from bulk_sync.loading.options import GiB, MiB
+from bulk_sync.models import Table
+
+log = logging.getLogger("bulk_sync.loading")
+
+
+# The Rust reader aborts the whole process (no exception: "memory allocation of N bytes
+# failed", SIGABRT) on some damaged or crafted files: an XLS whose records or sector
+# chains are garbled, a cell at XFD1048576, a shared-strings table declaring billions of
+# strings (upstream calamine issues #550, #684, #714). Small workbooks, which is what such
+# files are, are therefore read in a forked child with a memory and CPU limit; larger ones
+# in-process (the fork and the hand-back cost about 0.05-0.1 s per MB of workbook).
+ISOLATE_MAX_BYTES = 2 * MiB
+_CHILD_EXTRA_MEMORY = 2 * GiB  # address space the child may add to what it inherits
+_CHILD_CPU_SECONDS = 60
+_CHILD_WALL_SECONDS = 120  # the child is killed after this long, busy or not
+
+
+def isolated(work: Callable[[], list[Table]], fmt: str, source: str) -> list[Table]:
+    """``work()`` run in a forked child: its tables, its InputError, or an InputError
+    saying the file made the reader give up. Log records of the child are re-emitted."""
+    import faulthandler
+    import pickle
+    import signal
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        try:
+            os.close(read_fd)
+            with contextlib.suppress(Exception):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)  # the reader's abort message is for us, not the user
+                faulthandler.disable()  # nor a Python crash report, wherever it would go
+                # Signals are the parent's business (it acts on them once the file is
+                # read, as it would reading in-process); the child never writes to the
+                # parent's event-loop wakeup descriptor either.
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            _limit_child()
+            # A wall-clock bound as well: a child that blocks (a lock some thread of the
+            # parent held at fork time) dies of SIGALRM instead of hanging the run.
+            signal.alarm(_CHILD_WALL_SECONDS)
+            records: list[tuple[int, str]] = []
+            handler = _Collect(records)
+            logging.getLogger("bulk_sync").addHandler(handler)
+            outcome: tuple[Any, ...]
+            try:
+                outcome = ("tables", work())
+            except InputError as exc:
+                outcome = ("input", exc.reason, exc.source, exc.sheet, exc.row, exc.column)
+            except MemoryError:
+                outcome = ("memory",)
+            except BaseException as exc:
+                outcome = ("error", f"{type(exc).__name__}: {exc}")
+            data = pickle.dumps((records, outcome), protocol=pickle.HIGHEST_PROTOCOL)
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        with os.fdopen(read_fd, "rb") as f:
+            data = f.read()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    _, status = os.waitpid(pid, 0)
+    try:
+        records, outcome = pickle.loads(data)  # noqa: S301 - written by our own child
+    except Exception:  # the child died before saying anything
+        if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGALRM):
+            why = f"reading it takes more than {_CHILD_CPU_SECONDS} seconds"
+        else:
+            why = (
+                "reading it would need far more memory than its size justifies (a garbled "
+                "structure, or a cell far outside the data such as XFD1048576)"
+            )
+        raise InputError(
+            f"not a valid {fmt} workbook: the file is damaged: {why}", source=source
+        ) from None
+    for level, message in records:
+        log.log(level, "%s", message)
+    kind = outcome[0]
+    if kind == "tables":
+        tables: list[Table] = outcome[1]
+        return tables
+    if kind == "input":
+        _, reason, src, sheet, row, column = outcome
+        raise InputError(reason, source=src, sheet=sheet, row=row, column=column)
+    if kind == "memory":
+        raise MemoryError
+    raise InputError(f"cannot be read ({outcome[1]})", source=source)
+
+
+class _Collect(logging.Handler):
+    def __init__(self, records: list[tuple[int, str]]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+
+def _limit_child() -> None:
+    """Cap the child's address space (what it inherited plus a margin) and CPU time, so a
+    runaway allocation fails and a runaway loop stops. Best effort: Linux only."""
+    try:
+        import resource
+
+        with open("/proc/self/statm", encoding="ascii") as f:
+            inherited = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        limit = inherited + _CHILD_EXTRA_MEMORY
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+        _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+        cpu = _CHILD_CPU_SECONDS
+        if hard != resource.RLIM_INFINITY:
+            cpu = min(cpu, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, hard))
+    except (ImportError, OSError, ValueError):
+        pass

@@ -1,0 +1,215 @@
+"""XLSX/XLSM/XLSB/XLS/ODS through python-calamine: sheet selection, the header found
+below a title, a sheet's cells to a :class:`Table`."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from operator import itemgetter
+from pathlib import Path
+from typing import Any
+
+import python_calamine as calamine
+
+from bulk_sync.cells import cell_to_str
+from bulk_sync.errors import InputError
+from bulk_sync.loading.container import check_workbook_container
+from bulk_sync.loading.layout import build_table, column_letter, find_columns, find_layout
+from bulk_sync.loading.options import LoadOptions
+from bulk_sync.loading.sandbox import ISOLATE_MAX_BYTES, isolated
+from bulk_sync.models import Table
+
+log = logging.getLogger("bulk_sync.loading")
+
+
+def _is_reader_failure(exc: BaseException) -> bool:
+    """Errors from the Rust reader, including a panic (which is a BaseException)."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
+
+
+def _calamine_error(exc: BaseException, fmt: str, source: str, sheet: str = "") -> InputError:
+    if isinstance(exc, calamine.PasswordError):
+        return InputError(
+            "the workbook is password-protected; remove the password and save it again",
+            source=source,
+        )
+    detail = str(exc).strip() or type(exc).__name__
+    return InputError(f"not a valid {fmt} workbook: {detail}", source=source, sheet=sheet)
+
+
+WorkbookData = Path | bytes  # where the reader finds the workbook: a path, or its bytes
+
+
+def load_workbook(
+    data: WorkbookData, head: bytes, size: int, fmt: str, options: LoadOptions, source: str
+) -> list[Table]:
+    """The tables of the selected sheets of a workbook: ``data`` is its path or its bytes,
+    ``head`` its first bytes."""
+    check_workbook_container(data, head, size, fmt, options, source)
+    if size <= ISOLATE_MAX_BYTES and hasattr(os, "fork"):
+        return isolated(lambda: _read_workbook(data, fmt, options, source), fmt, source)
+    return _read_workbook(data, fmt, options, source)
+
+
+def _open_workbook(data: WorkbookData) -> Any:
+    if isinstance(data, Path):
+        return calamine.CalamineWorkbook.from_path(os.fspath(data))
+    return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+
+
+def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: str) -> list[Table]:
+    try:
+        workbook = _open_workbook(data)
+    except BaseException as exc:
+        if not _is_reader_failure(exc):
+            raise
+        raise _calamine_error(exc, fmt, source) from None
+    try:
+        names = _select_sheets(workbook, source, options)
+        tables: list[Table] = []
+        skipped: list[str] = []
+        for name in names:
+            try:
+                # skip_empty_area=False keeps the empty rows and columns above and left of
+                # the data (sheet.start says where it begins), so grid[i] is spreadsheet
+                # row i + 1 in XLSX, XLS and ODS alike.
+                grid = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+            except BaseException as exc:
+                if not _is_reader_failure(exc):
+                    raise
+                raise _calamine_error(exc, fmt, source, name) from None
+            try:
+                table = _grid_table(grid, source, name, options)
+            except InputError as exc:
+                if not options.all_sheets:
+                    raise
+                # --all-sheets means "every sheet sharing the header": a notes or
+                # instructions sheet is left out, and said so.
+                log.warning("%s: sheet %r left out: %s", source, name, exc.reason)
+                skipped.append(f"{name!r} ({exc.reason})")
+                continue
+            if table is None:
+                if not options.all_sheets:
+                    others = [n for n in workbook.sheet_names if n != name]
+                    more = (
+                        f"; other sheets: {', '.join(repr(n) for n in others)} (use --sheet)"
+                        if others
+                        else ""
+                    )
+                    raise InputError(f"sheet is empty{more}", source=source, sheet=name)
+                continue
+            tables.append(table)
+        if options.all_sheets and not tables:
+            if skipped:
+                raise InputError(
+                    "no sheet has the required columns: " + "; ".join(skipped), source=source
+                )
+            raise InputError("every sheet of the workbook is empty", source=source)
+        return tables
+    finally:
+        with contextlib.suppress(Exception):  # already closed: nothing to release
+            workbook.close()
+
+
+def _select_sheets(workbook: Any, source: str, options: LoadOptions) -> list[str]:
+    metadata = list(workbook.sheets_metadata)
+    worksheet = calamine.SheetTypeEnum.WorkSheet
+    visible = calamine.SheetVisibleEnum.Visible
+
+    def listing() -> str:
+        return (
+            ", ".join(
+                repr(m.name) + ("" if m.visible == visible else " (hidden)") for m in metadata
+            )
+            or "none"
+        )
+
+    if options.sheet is not None:
+        wanted = options.sheet
+        exact = [m for m in metadata if m.name == wanted]
+        loose = [m for m in metadata if m.name.strip().casefold() == wanted.strip().casefold()]
+        match = exact or (loose if len(loose) == 1 else [])
+        if not match:
+            raise InputError(
+                f"no sheet named {wanted!r}; the sheets are: {listing()}", source=source
+            )
+        if match[0].typ != worksheet:
+            raise InputError(
+                f"sheet {match[0].name!r} is not a worksheet (a chart or macro sheet)",
+                source=source,
+            )
+        return [match[0].name]
+    sheets = [m for m in metadata if m.typ == worksheet]
+    shown = [m for m in sheets if m.visible == visible]
+    if options.all_sheets:
+        if not shown:
+            raise InputError(f"the workbook has no visible worksheet ({listing()})", source=source)
+        return [m.name for m in shown]
+    chosen = shown or sheets
+    if not chosen:
+        raise InputError("the workbook has no worksheet", source=source)
+    return [chosen[0].name]
+
+
+def _is_blank(cell: object) -> bool:
+    return type(cell) is str and not cell.strip()
+
+
+_TITLE_ROWS = 10  # how far below the first non-blank row a sheet's header may stand
+
+
+def _title_rows_skipped(
+    grid: list[list[Any]], first: int, options: LoadOptions, source: str, sheet: str
+) -> int:
+    """Where the header is: the first non-blank row, unless that row lacks the columns and
+    one of the next few rows has them all (a title such as "Clientes 2026" above the
+    header, as hand-made sheets often have). Row numbers stay those of the sheet."""
+    if not find_columns([cell_to_str(c) for c in grid[first]], options)[1]:
+        return first
+    for i in range(first + 1, min(len(grid), first + 1 + _TITLE_ROWS)):
+        _, missing, ambiguous = find_columns([cell_to_str(c) for c in grid[i]], options)
+        if not missing and not ambiguous:
+            log.info(
+                "%s, sheet %r: header found in row %d; the rows above it are taken as a title",
+                source,
+                sheet,
+                i + 1,
+            )
+            return i
+    return first
+
+
+def _grid_table(
+    grid: list[list[Any]], source: str, sheet: str, options: LoadOptions
+) -> Table | None:
+    """The table of one sheet's cells (``grid[i]`` is spreadsheet row ``i + 1``), or None
+    when the sheet has no non-blank row."""
+    header_at = next((i for i, row in enumerate(grid) if not all(_is_blank(c) for c in row)), None)
+    if header_at is None:
+        return None
+    header_at = _title_rows_skipped(grid, header_at, options, source, sheet)
+    header = [cell_to_str(c) for c in grid[header_at]]
+    layout = find_layout(
+        header,
+        header_at + 1,
+        options,
+        source=source,
+        sheet=sheet,
+        column_label=column_letter,
+        hint=(
+            "; with --all-sheets, sheets without them are left out" if options.all_sheets else ""
+        ),
+    )
+    body = grid[header_at + 1 :]
+    width = len(header)
+    if min(map(len, body), default=width) < width:  # calamine gives rectangles; be safe
+        body = [row if len(row) >= width else [*row, *([""] * (width - len(row)))] for row in body]
+    columns = [
+        [c.strip() if type(c) is str else cell_to_str(c) for c in map(itemgetter(j), body)]
+        for j in layout.needed
+    ]
+    first = header_at + 2
+    rows = range(first, first + len(body))
+    return build_table(source, sheet, layout, columns, rows, {})

@@ -26,10 +26,10 @@ import click
 from bulk_sync import __version__
 from bulk_sync.config import Settings, load_config
 from bulk_sync.errors import BulkSyncError, UsageError
+from bulk_sync.events import Event, EventHandler, Finished, FlowState, Planned, Progress
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
 from bulk_sync.report import JOURNAL_SUFFIX
 from bulk_sync.runner import (
-    Progress,
     Shard,
     Summary,
     default_retry_report_path,
@@ -231,7 +231,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
     def job() -> int:
         with _lock_and_state(settings, opts) as state:
             summary = _run_async(
-                lambda stop, progress: sync_async(
+                lambda stop, on_event: sync_async(
                     inputs,
                     settings,
                     report=opts["report"],
@@ -242,7 +242,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
                     state=state,
                     full=opts["full"],
                     stop=stop,
-                    on_progress=progress,
+                    on_event=on_event,
                 ),
                 settings,
                 opts,
@@ -288,7 +288,7 @@ def retry(report_in: Path, **opts: Any) -> None:
             tables = retry_tables(report_in)
             with _lock_and_state(settings, opts) as state:
                 summary = _run_async(
-                    lambda stop, progress: run_tables(
+                    lambda stop, on_event: run_tables(
                         tables,
                         settings,
                         report=report,
@@ -297,7 +297,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                         state=state,
                         full=opts["full"],
                         stop=stop,
-                        on_progress=progress,
+                        on_event=on_event,
                         inputs=[str(report_in)],
                     ),
                     settings,
@@ -443,11 +443,12 @@ def _runner_hooks(settings: Settings, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run_async(
-    make: Callable[[asyncio.Event, Callable[[Progress], None]], Coroutine[Any, Any, Summary]],
+    make: Callable[[asyncio.Event, EventHandler], Coroutine[Any, Any, Summary]],
     settings: Settings,
     opts: dict[str, Any],
 ) -> Summary:
-    """Run a coroutine with SIGINT/SIGTERM turned into a graceful stop, and progress shown."""
+    """Run an engine call with SIGINT/SIGTERM turned into a graceful stop, and its
+    progress shown (a bar on a terminal, else a log line every 5 s)."""
     show_bar = opts.get("progress")
     if show_bar is None:
         show_bar = sys.stderr.isatty() and settings.log_format == "text" and not opts.get("quiet")
@@ -486,8 +487,8 @@ def _run_async(
                 loop.add_signal_handler(sig, on_signal, sig.name)
                 installed.append(sig)
         try:
-            with _progress_display(bool(show_bar)) as progress:
-                return await make(stop, progress)
+            with _progress_display(bool(show_bar)) as on_event:
+                return await make(stop, on_event)
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -495,18 +496,40 @@ def _run_async(
     return asyncio.run(main())
 
 
+def flow_text(flow: FlowState | None) -> str:
+    """The flow-control part of a progress line: the window when it is below the ceiling,
+    and the API's unavailability while the breaker is not closed."""
+    if flow is None:
+        return ""
+    parts = []
+    if flow.unavailable_since is not None:
+        since = datetime.fromtimestamp(flow.unavailable_since).strftime("%H:%M:%S")
+        text = f"API unavailable since {since}"
+        if flow.next_try_in is not None:
+            text += f", next try in {flow.next_try_in:.0f} s"
+        parts.append(text)
+    if flow.window < flow.ceiling:
+        parts.append(f"window {flow.window}/{flow.ceiling}")
+    return "; ".join(parts)
+
+
 @contextlib.contextmanager
-def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
+def _progress_display(bar: bool) -> Iterator[EventHandler]:
+    """An event handler that shows the run's progress; the bar (a terminal) appears when
+    sending starts, and log lines print above it while it is drawn."""
     if not bar:
         last = [0.0]
 
-        def log_line(p: Progress) -> None:
+        def log_line(event: Event) -> None:
+            if not isinstance(event, Progress):
+                return
+            p = event
             if p.elapsed - last[0] >= 5.0 or p.rows_done == p.rows_total:
                 last[0] = p.elapsed
-                rate = p.rows_done / p.elapsed if p.elapsed else 0.0
+                flow = flow_text(p.flow)
                 log.info(
                     "progress: %d/%d rows, %d/%d customers, %d failed, %d requests, "
-                    "%d retries, %.0f rows/s",
+                    "%d retries, %.0f rows/s%s",
                     p.rows_done,
                     p.rows_total,
                     p.customers_done,
@@ -514,12 +537,17 @@ def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
                     p.failed_rows,
                     p.requests,
                     p.retries,
-                    rate,
+                    p.rate,
+                    f"; {flow}" if flow else "",
                     extra={
                         "event": "progress",
                         "rows_done": p.rows_done,
                         "rows_total": p.rows_total,
                         "failed_rows": p.failed_rows,
+                        "requests": p.requests,
+                        "retries": p.retries,
+                        "throttled": p.throttled,
+                        **({"flow": p.flow.to_dict()} if p.flow else {}),
                     },
                 )
 
@@ -537,7 +565,7 @@ def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
     from rich.progress import Progress as Bar
 
     console = Console(stderr=True)
-    with Bar(
+    display = Bar(
         BarColumn(bar_width=20),
         TaskProgressColumn(),
         MofNCompleteColumn(),
@@ -546,20 +574,34 @@ def _progress_display(bar: bool) -> Iterator[Callable[[Progress], None]]:
         TimeRemainingColumn(),
         console=console,
         transient=False,
-    ) as display:
-        task = display.add_task("rows", total=None, detail="")
+        redirect_stderr=True,  # log lines go above the bar
+    )
+    task: list[Any] = []
 
-        def update(p: Progress) -> None:
-            rate = p.rows_done / p.elapsed if p.elapsed else 0.0
+    def update(event: Event) -> None:
+        if isinstance(event, Planned):
+            if not event.dry_run and event.requests and not task:
+                display.start()
+                task.append(display.add_task("rows", total=None, detail=""))
+        elif isinstance(event, Progress) and task:
+            p = event
+            flow = flow_text(p.flow)
             display.update(
-                task,
+                task[0],
                 total=p.rows_total,
                 completed=p.rows_done,
                 detail=f"rows {p.customers_done}/{p.customers_total} customers "
-                f"{rate:,.0f}/s {p.failed_rows} failed {p.retries} retries",
+                f"{p.rate:,.0f}/s {p.failed_rows} failed {p.retries} retries"
+                + (f" {p.throttled} throttled" if p.throttled else "")
+                + (f" | {flow}" if flow else ""),
             )
+        elif isinstance(event, Finished) and task:
+            display.stop()
 
+    try:
         yield update
+    finally:
+        display.stop()
 
 
 def _finish(summary: Summary, settings: Settings, quiet: bool) -> int:

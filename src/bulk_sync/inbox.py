@@ -389,7 +389,7 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
 
         def run_file(path: Path, report: Path) -> Summary:
             summary: Summary = hooks["run_async"](
-                lambda stop, progress: sync_async(
+                lambda stop, on_event: sync_async(
                     [path],
                     settings,
                     report=report,
@@ -398,7 +398,7 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
                     state=state,
                     full=full,
                     stop=stop,
-                    on_progress=progress,
+                    on_event=on_event,
                 ),
                 settings,
                 opts,

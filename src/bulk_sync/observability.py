@@ -87,6 +87,22 @@ class TextFormatter(logging.Formatter):
         self.converter = time.gmtime
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each record, so that a live
+    progress bar that redirects stderr gets the log lines printed above it."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def setup_logging(
     fmt: str = "text",
     *,
@@ -95,7 +111,9 @@ def setup_logging(
     stream: TextIO | None = None,
 ) -> logging.Handler:
     """Route the ``bulk_sync`` loggers to stderr. Returns the handler (to remove it)."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(stream) if stream is not None else _StderrHandler()
+    )
     redactor = Redactor(secrets)
     formatter: logging.Formatter = JsonFormatter() if fmt == "json" else TextFormatter()
     if redactor.secrets:

@@ -27,6 +27,15 @@ from typing import Any
 
 from bulk_sync.config import Settings
 from bulk_sync.errors import ConfigError, InputError, ReportExistsError, UsageError
+from bulk_sync.events import (
+    CustomerDone,
+    EventHandler,
+    Finished,
+    Loaded,
+    Planned,
+    Progress,
+    emitter,
+)
 from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
@@ -79,18 +88,6 @@ def shard_of(customer_id: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count
 
 
-@dataclass(frozen=True, slots=True)
-class Progress:
-    rows_total: int
-    rows_done: int
-    customers_total: int
-    customers_done: int
-    failed_rows: int
-    requests: int
-    retries: int
-    elapsed: float
-
-
 @dataclass(frozen=True)
 class Summary:
     """What a run did. ``exit_code`` follows DESIGN.md section 2."""
@@ -133,6 +130,20 @@ class Summary:
 
 
 ProgressCallback = Callable[[Progress], None]
+"""The older, narrower form of ``on_event``: called with :class:`Progress` events only."""
+
+
+def _handlers(on_event: EventHandler | None, on_progress: ProgressCallback | None) -> EventHandler:
+    """One safe handler for ``on_event`` and the ``Progress`` events of ``on_progress``."""
+    if on_progress is None:
+        return emitter(on_event)
+    progress_only = on_progress
+
+    def progress(event: object) -> None:
+        if isinstance(event, Progress):
+            progress_only(event)
+
+    return emitter(on_event, progress)
 
 
 # -- report paths ----------------------------------------------------------------------
@@ -401,14 +412,33 @@ async def run_tables(
     sender: Sender | None = None,
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
+    on_event: EventHandler | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
     inputs: Sequence[str] = (),
 ) -> Summary:
+    """Validate, group, upload (unless ``dry_run``) and report tables already loaded.
+
+    ``on_event`` follows the run (:mod:`bulk_sync.events`); ``on_progress`` is the older
+    form that gets the :class:`Progress` events only. Setting ``stop`` stops the run."""
+    emit = _handlers(on_event, on_progress)
     started = clock()
     the_plan = plan(tables, settings, resume=resume, shard=shard, state=state, full=full)
     ledger = the_plan.ledger
     pairs = sum(len(m.pairs) for m in the_plan.maps)
+    counts_before = ledger.counts()
+    emit(
+        Planned(
+            rows=sum(counts_before.values()),
+            customers=the_plan.customers,
+            requests=sum(len(split(m, settings.max_attributes_per_request)) for m in the_plan.maps),
+            pairs=pairs,
+            invalid_rows=counts_before["invalid"],
+            skipped_rows=counts_before["skipped"],
+            dry_run=dry_run,
+            base_url=settings.base_url,
+        )
+    )
     log.info(
         "%d customers, %d attributes to %s; %d rows invalid",
         the_plan.customers,
@@ -431,7 +461,7 @@ async def run_tables(
             token=token,
             sender=sender,
             stop=stop,
-            on_progress=on_progress,
+            emit=emit,
             clock=clock,
             sleep=sleep,
             started=started,
@@ -453,7 +483,7 @@ async def run_tables(
     first: dict[str, str] = {}
     for p in the_plan.problems:
         first.setdefault(p.kind, p.located())
-    return Summary(
+    summary = Summary(
         counts=counts,
         rows=rows_in_report,
         customers=_count_customers(ledger),
@@ -469,6 +499,8 @@ async def run_tables(
         inputs=tuple(inputs),
         failures=_top_failures(ledger),
     )
+    emit(Finished(summary))
+    return summary
 
 
 def _top_failures(ledger: _Ledger, most: int = 5) -> tuple[tuple[str, int], ...]:
@@ -512,7 +544,7 @@ async def _upload(
     token: str | None,
     sender: Sender | None,
     stop: asyncio.Event | None,
-    on_progress: ProgressCallback | None,
+    emit: EventHandler,
     clock: Callable[[], float],
     sleep: Sleep | None,
     started: float,
@@ -548,13 +580,31 @@ async def _upload(
     done_rows = 0
     done_customers = 0
     failed_rows = 0
+    ok_rows = 0
     uploader: Uploader | None = None
     last_progress = 0.0
 
+    def progress(now: float) -> Progress:
+        stats = uploader.stats if uploader else UploadStats()
+        return Progress(
+            rows_total,
+            done_rows,
+            customers_total,
+            done_customers,
+            failed_rows,
+            stats.requests,
+            stats.retries,
+            now - started,
+            ok_rows=ok_rows,
+            throttled=stats.throttled,
+            flow=uploader.flow_state() if uploader else None,
+        )
+
     def on_result(result: JobResult) -> None:
-        nonlocal done_rows, done_customers, failed_rows, last_progress
+        nonlocal done_rows, done_customers, failed_rows, ok_rows, last_progress
         lines = []
         accepted: list[tuple[str, str]] = []
+        outcomes: list[tuple[int, Status]] = []
         for pair, outcome in zip(result.job.pairs, result.outcomes, strict=True):
             for i in pair.indices:
                 ledger.status[i] = outcome.status
@@ -562,10 +612,13 @@ async def _upload(
                 ledger.error[i] = outcome.error
                 ledger.attempts[i] = outcome.attempts
                 lines.append(ledger.line(i))
+                outcomes.append((i, outcome.status))
                 if outcome.status is not Status.NOT_SENT:  # progress counts what was done
                     done_rows += 1
                 if outcome.status is Status.FAILED:
                     failed_rows += 1
+                elif outcome.status is Status.OK:
+                    ok_rows += 1
             # The state records a pair only when the API's answer shows the value sent:
             # one that shows another value (a concurrent writer, a normalization) is
             # sent again next time rather than wrongly taken as synced.
@@ -577,22 +630,11 @@ async def _upload(
         jobs_left[result.job.customer_id] -= 1
         if jobs_left[result.job.customer_id] == 0:
             done_customers += 1
+        emit(CustomerDone(result.job.customer_id, tuple(outcomes)))
         now = clock()
-        if on_progress is not None and (now - last_progress >= 0.1 or done_rows == rows_total):
+        if now - last_progress >= 0.1 or done_rows == rows_total:
             last_progress = now
-            stats = uploader.stats if uploader else UploadStats()
-            on_progress(
-                Progress(
-                    rows_total,
-                    done_rows,
-                    customers_total,
-                    done_customers,
-                    failed_rows,
-                    stats.requests,
-                    stats.retries,
-                    now - started,
-                )
-            )
+            emit(progress(now))
 
     try:
         client_cm = None
@@ -612,8 +654,12 @@ async def _upload(
                 ),
                 grace_period=settings.grace_period,
                 sleep=sleep or asyncio.sleep,
+                on_event=emit,
             )
-            return await uploader.run(jobs, on_result, stop)
+            try:
+                return await uploader.run(jobs, on_result, stop)
+            finally:
+                emit(progress(clock()))
         finally:
             if client_cm is not None:
                 await client_cm.__aexit__(None, None, None)
@@ -673,10 +719,13 @@ async def sync_async(
     sender: Sender | None = None,
     stop: asyncio.Event | None = None,
     on_progress: ProgressCallback | None = None,
+    on_event: EventHandler | None = None,
     sleep: Sleep | None = None,
 ) -> Summary:
     """Load, validate, upload and report. Raises :class:`UsageError` (exit 2) before
-    anything is sent when the command, config or input cannot be used."""
+    anything is sent when the command, config or input cannot be used.
+
+    ``on_event`` follows the run (:mod:`bulk_sync.events`); setting ``stop`` stops it."""
     settings = settings or Settings()
     paths = [Path(p) for p in inputs]
     if not paths:
@@ -689,7 +738,7 @@ async def sync_async(
         return await _sync_checked(
             paths, settings, report_path, token=token, dry_run=dry_run, resume=resume_path,
             shard=shard, state=state, full=full, sender=sender, stop=stop,
-            on_progress=on_progress, sleep=sleep,
+            emit=_handlers(on_event, on_progress), sleep=sleep,
         )  # fmt: skip
     except BaseException:
         release_report(report_path)
@@ -709,7 +758,7 @@ async def _sync_checked(
     full: bool,
     sender: Sender | None,
     stop: asyncio.Event | None,
-    on_progress: ProgressCallback | None,
+    emit: EventHandler,
     sleep: Sleep | None,
 ) -> Summary:
     resume_path = resume
@@ -737,6 +786,12 @@ async def _sync_checked(
         or "no table",
         extra={"event": "loaded"},
     )
+    emit(
+        Loaded(
+            rows=sum(len(t) for t in tables),
+            tables=tuple((t.source, t.sheet, len(t)) for t in tables),
+        )
+    )
     return await run_tables(
         tables,
         settings,
@@ -749,7 +804,7 @@ async def _sync_checked(
         full=full,
         sender=sender,
         stop=stop,
-        on_progress=on_progress,
+        on_event=emit,
         sleep=sleep,
         inputs=[str(p) for p in paths],
     )

@@ -41,6 +41,7 @@ from bulk_sync.errors import (
     RateLimited,
     RetriableError,
 )
+from bulk_sync.events import EventHandler, FlowState, Throttled
 from bulk_sync.models import Pair, Status
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,7 @@ class Uploader:
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
         rnd: random.Random | None = None,
+        on_event: EventHandler | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -152,6 +154,9 @@ class Uploader:
         self._resume_at = 0.0
         self._halted = asyncio.Event()
         self._halt_reason = ""
+        self._on_event = on_event
+        self._in_flight = 0
+        self._paused = 0.0  # seconds of Retry-After pauses so far (overlaps counted once)
         self.stats = UploadStats()
 
     # -- public -------------------------------------------------------------------------
@@ -181,6 +186,16 @@ class Uploader:
             on_result(self._not_sent(job, f"not sent: {reason}", 0, None))
         self.stats.halted = self._halt_reason
         return self.stats
+
+    def flow_state(self) -> FlowState:
+        """A snapshot of how fast the uploader may send now (see :mod:`bulk_sync.events`)."""
+        pause_left = max(0.0, self._resume_at - self._clock())
+        return FlowState(
+            window=self._concurrency,
+            ceiling=self._concurrency,
+            in_flight=self._in_flight,
+            paused_seconds=self._paused - pause_left,
+        )
 
     def halt(self, reason: str) -> None:
         if not self._halted.is_set():
@@ -330,19 +345,23 @@ class Uploader:
     async def _on_wire(
         self, customer_id: str, body: dict[str, str], flight: _Flight | None
     ) -> dict[str, str]:
-        if flight is None:
-            return await self._sender.set_customer_attributes(customer_id, body)
-        flight.requests += 1
-        flight.on_wire = True
+        self._in_flight += 1
         try:
-            result = await self._sender.set_customer_attributes(customer_id, body)
-        except asyncio.CancelledError:
-            raise  # cut off mid-flight: on_wire stays set for the report
-        except BaseException:
+            if flight is None:
+                return await self._sender.set_customer_attributes(customer_id, body)
+            flight.requests += 1
+            flight.on_wire = True
+            try:
+                result = await self._sender.set_customer_attributes(customer_id, body)
+            except asyncio.CancelledError:
+                raise  # cut off mid-flight: on_wire stays set for the report
+            except BaseException:
+                flight.on_wire = False
+                raise
             flight.on_wire = False
-            raise
-        flight.on_wire = False
-        return result
+            return result
+        finally:
+            self._in_flight -= 1
 
     async def _retry_rest(
         self,
@@ -396,10 +415,17 @@ class Uploader:
             self.stats.by_status[exc.status] = self.stats.by_status.get(exc.status, 0) + 1
         if isinstance(exc, RateLimited):
             self.stats.throttled += 1
+        if self._on_event is not None and (
+            isinstance(exc, RateLimited)
+            or (isinstance(exc, RetriableError) and exc.retry_after is not None)
+        ):
+            self._on_event(Throttled(exc.status, exc.retry_after))
         if isinstance(exc, RetriableError) and exc.retry_after is not None:
             # A Retry-After slows the whole run, not only this request.
-            until = self._clock() + min(exc.retry_after, MAX_RETRY_AFTER)
+            now = self._clock()
+            until = now + min(exc.retry_after, MAX_RETRY_AFTER)
             if until > self._resume_at:
+                self._paused += until - max(now, self._resume_at)
                 self._resume_at = until
                 log.info(
                     "server asked to wait %.1fs (HTTP %s); pausing all requests",

@@ -80,12 +80,15 @@ def _run(tmp_path: Path, **kwargs: object) -> tuple[list[events.Event], object]:
 def test_a_sync_emits_loaded_planned_progress_rows_and_finished_in_order(tmp_path: Path) -> None:
     seen, summary = _run(tmp_path, sender=Echo())
     kinds = [type(e) for e in seen]
-    assert kinds[0] is Loaded and kinds[1] is Planned and kinds[-1] is Finished
+    assert kinds[0] is Loaded
+    assert kinds[1] is Planned
+    assert kinds[-1] is Finished
     assert set(kinds[2:-1]) == {Progress, CustomerDone}
 
     loaded = seen[0]
     assert isinstance(loaded, Loaded)
-    assert loaded.rows == len(ROWS) and loaded.tables == (("in.csv", "", len(ROWS)),)
+    assert loaded.rows == len(ROWS)
+    assert loaded.tables == (("in.csv", "", len(ROWS)),)
 
     planned = seen[1]
     assert isinstance(planned, Planned)
@@ -100,17 +103,21 @@ def test_a_sync_emits_loaded_planned_progress_rows_and_finished_in_order(tmp_pat
 
     last = [e for e in seen if isinstance(e, Progress)][-1]
     assert (last.rows_done, last.rows_total, last.ok_rows, last.failed_rows) == (3, 3, 3, 0)
-    assert last.flow is not None and last.flow.in_flight == 0
+    assert last.flow is not None
+    assert last.flow.in_flight == 0
 
     finished = seen[-1]
-    assert isinstance(finished, Finished) and finished.summary is summary
+    assert isinstance(finished, Finished)
+    assert finished.summary is summary
 
 
 def test_a_dry_run_plans_and_finishes_without_progress(tmp_path: Path) -> None:
     seen, _ = _run(tmp_path, dry_run=True)
     assert [type(e) for e in seen] == [Loaded, Planned, Finished]
     planned = seen[1]
-    assert isinstance(planned, Planned) and planned.dry_run and planned.customers == 2
+    assert isinstance(planned, Planned)
+    assert planned.dry_run
+    assert planned.customers == 2
 
 
 def test_a_handler_that_raises_does_not_break_the_run(
@@ -126,7 +133,8 @@ def test_a_handler_that_raises_does_not_break_the_run(
             [src], report=tmp_path / "out.csv", sender=Echo(), on_event=broken, sleep=_no_wait
         )
     )
-    assert summary.counts["ok"] == 3 and summary.exit_code == 1  # 3 invalid rows
+    assert summary.counts["ok"] == 3
+    assert summary.exit_code == 1
     assert len(report_lines(tmp_path / "out.csv")) == len(ROWS)
     assert "an event handler failed" in caplog.text
 
@@ -143,7 +151,8 @@ def test_the_older_on_progress_callback_gets_progress_events_only(tmp_path: Path
             sleep=_no_wait,
         )
     )
-    assert got and all(isinstance(p, Progress) for p in got)
+    assert got
+    assert all(isinstance(p, Progress) for p in got)
 
 
 def test_a_retry_after_is_announced_and_counted_as_paused_time() -> None:
@@ -161,12 +170,14 @@ def test_a_retry_after_is_announced_and_counted_as_paused_time() -> None:
 
 def test_progress_rate_and_eta() -> None:
     p = Progress(100, 25, 10, 2, 0, 3, 0, 5.0)
-    assert p.rate == 5.0 and p.eta == 15.0
+    assert p.rate == 5.0
+    assert p.eta == 15.0
     assert Progress(100, 0, 10, 0, 0, 0, 0, 0.0).eta is None
 
 
 def test_flow_text_says_since_when_the_api_is_unavailable_and_the_window() -> None:
-    assert flow_text(None) == "" and flow_text(FlowState(8, 8)) == ""
+    assert flow_text(None) == ""
+    assert flow_text(FlowState(8, 8)) == ""
     assert flow_text(FlowState(3, 8)) == "window 3/8"
     since = 1_800_000_000.0
     text = flow_text(FlowState(1, 8, breaker=BREAKER_OPEN, unavailable_since=since, next_try_in=8))
@@ -195,7 +206,8 @@ def test_a_dry_run_draws_no_progress_bar(tmp_path: Path) -> None:
         cli, ["sync", str(src), "--dry-run", "--progress", "--report", str(tmp_path / "r.csv")]
     )
     assert result.exit_code == 1, result.output  # the sample has invalid rows
-    assert "eta" not in result.output and "0/?" not in result.output
+    assert "eta" not in result.output
+    assert "0/?" not in result.output
 
 
 def test_statuses_in_customer_done_are_final(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from bulk_sync.errors import LockedError, UsageError
+from bulk_sync.files import open_private, safe_text, show_path
 
 __all__ = ["RunLock", "read_holder"]
 
@@ -52,25 +54,23 @@ class RunLock:
         """Take the lock or raise :class:`LockedError` (held) / :class:`UsageError`."""
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already locked by this RunLock")
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create the lock file {self.path}: {exc.strerror or exc}"
-            ) from None
+        # Never through a symlink: a link planted at the lock path would have the run
+        # truncate whatever file it points to.
+        fd = open_private(self.path, what="the lock file")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise LockedError(self._held_message()) from None
-            raise UsageError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot lock {show_path(self.path)}: {exc.strerror or exc}") from None
         try:
             info = {
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "started": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "command": self.command,
+                # A file name in argv may not be UTF-8 (surrogate escapes): shown as \xNN.
+                "command": [safe_text(c) for c in self.command],
             }
             data = (json.dumps(info, ensure_ascii=False) + "\n").encode("utf-8")
             os.ftruncate(fd, 0)
@@ -95,7 +95,7 @@ class RunLock:
         holder = read_holder(self.path)
         details = describe_holder(holder)
         return (
-            f"another bulk-sync run holds the lock {self.path} ({details}); "
+            f"another bulk-sync run holds the lock {show_path(self.path)} ({details}); "
             "wait for it to finish, or stop it"
         )
 
@@ -115,10 +115,18 @@ class RunLock:
 def read_holder(path: Path) -> dict[str, Any]:
     """What the holder of the lock wrote into it; ``{}`` when unknown or unreadable."""
     try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-        data = json.loads(text)
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
         return {}
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return {}
+        text = os.read(fd, 1 << 16).decode("utf-8", errors="replace")
+        data = json.loads(text)
+    except (OSError, ValueError, RecursionError):
+        return {}
+    finally:
+        os.close(fd)
     return data if isinstance(data, dict) else {}
 
 
@@ -126,13 +134,18 @@ def describe_holder(holder: dict[str, Any]) -> str:
     """``pid 1234 on host h, started 2026-11-28T10:00:00Z, command: bulk-sync sync ...``"""
     if not holder.get("pid"):
         return "holder not known yet: it is starting"
-    parts = [f"pid {holder['pid']}"]
+    # The file is anyone's to write: what it says is shown escaped and cut short.
+    parts = [f"pid {_shown(holder['pid'], 20)}"]
     if holder.get("host"):
-        parts[0] += f" on host {holder['host']}"
+        parts[0] += f" on host {_shown(holder['host'], 100)}"
     if holder.get("started"):
-        parts.append(f"started {holder['started']}")
+        parts.append(f"started {_shown(holder['started'], 40)}")
     command = holder.get("command")
     if isinstance(command, list) and command:
-        text = " ".join(str(c) for c in command)
-        parts.append("command: " + (text if len(text) <= 200 else text[:197] + "..."))
+        parts.append("command: " + _shown(" ".join(str(c) for c in command), 200))
     return ", ".join(parts)
+
+
+def _shown(value: object, most: int) -> str:
+    text = show_path(str(value))
+    return text if len(text) <= most else text[: most - 3] + "..."

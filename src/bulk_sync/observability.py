@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO, TextIO
 
+from bulk_sync.files import atomic_write, safe_text
 from bulk_sync.models import Status
 from bulk_sync.runner import Summary
 
@@ -132,18 +131,30 @@ def setup_logging(
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # The mode a plain open() gives (umask applied), or the replaced file's: node_exporter,
+    # running as its own user, must be able to read the metrics.
+    data = text.encode("utf-8")
+
+    def write(f: BinaryIO) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
 
 
 def write_summary_json(path: Path, summary: Summary) -> None:
-    _atomic_write(path, json.dumps(summary.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    doc = _safe_strings(summary.to_dict())
+    _atomic_write(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+
+
+def _safe_strings(value: Any) -> Any:
+    """``value`` with every string made UTF-8-safe (a file name that was not UTF-8)."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, dict):
+        return {safe_text(str(k)): _safe_strings(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe_strings(v) for v in value]
+    return value
 
 
 def metrics_text(
@@ -159,7 +170,7 @@ def metrics_text(
     when this run did not succeed, so "no success for 2 days" can be alerted on.
     """
     ts = time.time() if now is None else now
-    label = f'job="{job}"'
+    label = f'job="{label_value(job)}"'
     out = [
         "# HELP bulk_sync_rows Rows of the last run by final status.",
         "# TYPE bulk_sync_rows gauge",
@@ -187,6 +198,12 @@ def metrics_text(
     for name, help_text, value in gauges:
         out += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name}{{{label}}} {value}"]
     return "\n".join(out) + "\n"
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value of the Prometheus text format: backslash, double quote
+    and line feed escaped, so a label can never end early and forge other series."""
+    return safe_text(text).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def write_metrics(path: Path, summary: Summary, *, job: str = "bulk_sync") -> None:

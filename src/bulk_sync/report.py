@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import re
-import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from bulk_sync.errors import InputError, UsageError
+from bulk_sync.files import atomic_write, open_private
 from bulk_sync.models import REPORT_COLUMNS, ReportRow, Status
 
 __all__ = [
@@ -140,45 +140,11 @@ def write_report(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        _atomic_write(path, lambda tmp: _write_csv(tmp, cast(Iterable[_Line], lines)))
+        atomic_write(path, lambda f: _write_csv(f, cast(Iterable[_Line], lines)))
     elif suffix == ".xlsx":
-        _atomic_write(
-            path, lambda tmp: _write_xlsx(tmp, cast(Iterable[_Line], lines), summary or {})
-        )
+        atomic_write(path, lambda f: _write_xlsx(f, cast(Iterable[_Line], lines), summary or {}))
     else:
         raise UsageError(f"{path}: a report must end in .csv or .xlsx, not {path.suffix!r}")
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    directory = path.parent
-    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    # Created by us (O_EXCL) with the umask's permissions, like any new file.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
-        write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def _status_text(status: str) -> str:
@@ -188,15 +154,17 @@ def _status_text(status: str) -> str:
         raise ValueError(f"unknown report status {status!r}") from None
 
 
-def _write_csv(tmp: Path, lines: Iterable[_Line]) -> None:
+def _write_csv(out: IO[bytes], lines: Iterable[_Line]) -> None:
     # backslashreplace: the only strings UTF-8 cannot encode hold lone surrogates,
     # which no API call could have carried either; never crash the report over them.
-    with open(
-        tmp, "w", encoding="utf-8", errors="backslashreplace", newline="", buffering=1 << 20
-    ) as f:
+    f = io.TextIOWrapper(out, encoding="utf-8", errors="backslashreplace", newline="")
+    try:
         writer = csv.writer(f, quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
         writer.writerow(REPORT_COLUMNS)
         writer.writerows(_neutralized(lines))
+        f.flush()
+    finally:
+        f.detach()
 
 
 def _neutralized(lines: Iterable[_Line]) -> Iterator[_Line]:
@@ -249,7 +217,7 @@ def _xl_decode(s: str) -> str:
     return _XL_ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), s)
 
 
-def _write_xlsx(tmp: Path, lines: Iterable[_Line], summary: Mapping[str, object]) -> None:
+def _write_xlsx(out: IO[bytes], lines: Iterable[_Line], summary: Mapping[str, object]) -> None:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ERROR_CODES
@@ -337,7 +305,7 @@ def _write_xlsx(tmp: Path, lines: Iterable[_Line], summary: Mapping[str, object]
     ws.append(header(ws, ("key", "value")))
     for key, value in summary.items():
         ws.append([text(str(key)), _summary_cell(value, text)])
-    wb.save(tmp)
+    wb.save(out)
 
 
 def _xl_sheet_name(k: int) -> str:
@@ -407,12 +375,20 @@ class Journal:
 
         An existing journal keeps its header; a torn last line (a write cut short by a
         crash) is cut off first, so that appended lines start on a line of their own.
+        A symbolic link (or anything but a plain file) at ``path`` is refused with a
+        :class:`~bulk_sync.errors.UsageError`: the journal is never written through a
+        link someone planted beside the report.
         """
         path = Path(path)
-        _drop_torn_tail(path)
-        # backslashreplace turns a lone surrogate into the JSON escape "\udXXX",
-        # which reads back as the same character.
-        f = open(path, "a", encoding="utf-8", errors="backslashreplace", newline="\n")  # noqa: SIM115
+        fd = open_private(path, what="the journal", append=True)
+        try:
+            _drop_torn_tail(fd)
+            # backslashreplace turns a lone surrogate into the JSON escape "\udXXX",
+            # which reads back as the same character.
+            f = open(fd, "a", encoding="utf-8", errors="backslashreplace", newline="\n")  # noqa: SIM115
+        except BaseException:
+            os.close(fd)
+            raise
         try:
             if f.tell() == 0:
                 head: dict[str, object] = {
@@ -468,30 +444,21 @@ class Journal:
         self.close()
 
 
-def _drop_torn_tail(path: Path) -> None:
-    try:
-        f = open(path, "r+b")  # noqa: SIM115
-    except FileNotFoundError:
+def _drop_torn_tail(fd: int) -> None:
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        if size == 0:
+    # Find the last newline, reading backwards in blocks.
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        k = block.rfind(b"\n")
+        if k >= 0:
+            os.ftruncate(fd, start + k + 1)
             return
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return
-        # Find the last newline, reading backwards in blocks.
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            f.seek(start)
-            block = f.read(end - start)
-            k = block.rfind(b"\n")
-            if k >= 0:
-                f.truncate(start + k + 1)
-                return
-            end = start
-        f.truncate(0)
+        end = start
+    os.ftruncate(fd, 0)
 
 
 # ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from bulk_sync.events import (
     Progress,
     emitter,
 )
+from bulk_sync.files import lexists
 from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
@@ -154,8 +155,14 @@ def default_report_path(now: datetime | None = None, directory: Path | None = No
     reserved (created empty) so that two runs started in the same second never share it."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     base = (directory or Path.cwd()) / f"bulk-sync-report-{stamp}.csv"
+    return _first_free(base)
+
+
+def _first_free(base: Path) -> Path:
+    """``base``, else ``<stem>-1<suffix>``, ``-2``... : the first name that is free, with
+    its journal's name free too (a dangling symlink counts as taken), reserved."""
     candidate, n = base, 1
-    while journal_path_for(candidate).exists() or not _reserve(candidate):
+    while lexists(journal_path_for(candidate)) or not _reserve(candidate):
         candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
         n += 1
     return candidate
@@ -175,14 +182,26 @@ def resolve_report_path(
     """
     if report is None:
         return default_report_path()
-    if "{timestamp}" in str(report):
+    stamped = "{timestamp}" in str(report)
+    if stamped:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         report = Path(str(report).replace("{timestamp}", stamp))
     if report.suffix.lower() not in (".csv", ".xlsx"):
         raise UsageError(f"--report {report}: the report must end in .csv or .xlsx")
     if not report.parent.exists():
         raise UsageError(f"--report {report}: folder {report.parent} does not exist")
+    if stamped:
+        # A name made for this run: one already taken (a run started in the same
+        # second, or a file or link someone planted at a name they could predict) is
+        # never used; the next free one is, as for the default name.
+        return _first_free(report)
     journal = journal_path_for(report)
+    if os.path.islink(journal):
+        raise UsageError(
+            f"{journal} is a symbolic link; bulk-sync never writes a journal through a link "
+            "(someone may have planted it to make the run write into another file). Remove "
+            "it, or choose another --report path"
+        )
     # Resuming this very report (or its journal) may replace it: the new report carries
     # everything the old one, or the journal, said was done.
     same_as_resume = _same_file(report, resume) or _same_file(journal, resume)
@@ -213,7 +232,7 @@ def release_report(path: Path) -> None:
 
 def _reserve(path: Path) -> bool:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
         return False
     os.close(fd)

@@ -103,3 +103,201 @@ def test_the_metrics_job_label_from_the_command_line_reaches_the_file_escaped(
     samples = _parse_samples(metrics.read_text())
     assert {labels["job"] for _, labels, _ in samples} == {job}
     assert [v for n, _, v in samples if n == "bulk_sync_exit_code"] == ["1"]
+
+
+# -- 11.10, 11.11, 11.13: the config file -------------------------------------------------------
+
+KEY = "0123456789abcdef" * 4  # the conftest's api_token
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'base_url: "https://host/?api_key={KEY}"\n',
+        f'columns:\n  customer_id: "Bearer: {KEY}"\n',
+        f"sheet: x{KEY.upper()}y\n",
+        f'columns:\n  value: "{KEY[10:42]}"\n',  # 32 characters of it, not the whole
+        f'"see {KEY}": 1\n',
+    ],
+)
+def test_a_key_inside_a_config_value_is_refused_without_quoting_it(
+    tmp_path: Path, run_cli: Callable[..., Result], text: str
+) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    result = run_cli("sync", str(src), "--dry-run", config_file=config)
+    assert result.exit_code == 2, result.output
+    assert "API key" in result.stderr
+    for k in range(len(KEY) - 15):
+        assert KEY[k : k + 16] not in result.output.lower()
+    assert not list(tmp_path.glob("bulk-sync-report-*"))
+
+
+def test_a_piece_of_a_non_hex_key_inside_a_config_value_is_refused(tmp_path: Path) -> None:
+    from bulk_sync.config import load_config
+    from bulk_sync.errors import ConfigError
+
+    key = "sk_live_Zq8vN2pLmW4xYc7RtB1e"  # not hex: only the key itself can tell
+    config = tmp_path / "c.yaml"
+    config.write_text(f"base_url: https://api.example.com/{key[2:20]}/\n")
+    with pytest.raises(ConfigError, match="API key") as caught:
+        load_config(config, environ={"IC_API_TOKEN": key})
+    assert key[2:20] not in str(caught.value)
+    assert load_config(config, environ={"IC_API_TOKEN": "another-key-entirely"})
+
+
+def test_verify_tls_is_gone_and_names_its_replacement(tmp_path: Path) -> None:
+    from bulk_sync.config import load_config
+    from bulk_sync.errors import ConfigError
+
+    config = tmp_path / "c.yaml"
+    config.write_text("verify_tls: false\n")
+    with pytest.raises(ConfigError, match="insecure_skip_tls_verify"):
+        load_config(config)
+    config.write_text("insecure_skip_tls_verify: true\nca_bundle: /etc/ssl/ca.pem\n")
+    with pytest.raises(ConfigError, match="contradict"):
+        load_config(config)
+
+
+def test_skipping_tls_checks_warns_loudly_on_every_run(
+    tmp_path: Path,
+    api_token: str,
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    server = emulator_thread()
+    config = tmp_path / "insecure.yaml"
+    config.write_text(FAST + "insecure_skip_tls_verify: true\n")
+    src = write_csv(tmp_path / "in.csv", [("C1", "plan", "gold")])
+    for n in (1, 2):
+        result = CliRunner().invoke(
+            cli,
+            ["sync", str(src), "--report", str(tmp_path / f"{n}.csv"), "--base-url",
+             server.base_url, "--config", str(config)],
+            env={"IC_API_TOKEN": api_token},
+            catch_exceptions=False,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "INSECURE: TLS certificate checks are OFF" in result.stderr
+
+
+async def test_skipping_tls_checks_really_skips_them_and_is_off_by_default(
+    tmp_path: Path,
+) -> None:
+    import ssl
+
+    from bulk_sync.config import load_config
+    from bulk_sync.runner import _make_client
+
+    config = tmp_path / "c.yaml"
+    config.write_text("base_url: https://api.example.com\n")
+    for text, mode in (
+        ("", ssl.CERT_REQUIRED),
+        ("insecure_skip_tls_verify: true\n", ssl.CERT_NONE),
+    ):
+        config.write_text("base_url: https://api.example.com\n" + text)
+        client = _make_client(load_config(config), "k" * 64)
+        context = client._transport._ssl  # the aiohttp transport's SSL context
+        assert context.verify_mode == mode
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("sheet: &a Clientes\nencoding: *a\n", "alias"),
+        ("columns: &c\n  customer_id: *c\n", "alias"),  # self-reference: a traceback before
+        (  # nested anchors: the key check walked 2**40 mappings
+            "l0: &l0 {a: x}\n"
+            + "".join(f"l{i}: &l{i} {{a: *l{i - 1}, b: *l{i - 1}}}\n" for i in range(1, 40)),
+            "alias",
+        ),
+        ("columns: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("columns: " + "{a: " * 50 + "1" + "}" * 50 + "\n", "nested too deeply"),
+    ],
+)
+def test_yaml_aliases_and_deep_nesting_are_refused_at_once(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    import time
+
+    from bulk_sync.config import load_config
+    from bulk_sync.errors import ConfigError
+
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=fragment):
+        load_config(config)
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_config_file_over_a_mebibyte_is_refused(tmp_path: Path) -> None:
+    from bulk_sync.config import load_config
+    from bulk_sync.errors import ConfigError
+
+    config = tmp_path / "c.yaml"
+    config.write_text("concurrency: 4\n" + "# padding\n" * 110_000)
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_config(config)
+    config.write_text("concurrency: 4\n" + "# padding\n" * 1000)
+    assert load_config(config).concurrency == 4
+
+
+# -- 11.15: odd outcomes that must be exit 2 ----------------------------------------------------
+
+
+def test_a_deeply_nested_journal_line_is_exit_2_naming_the_line(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    journal = tmp_path / "old.csv.journal.jsonl"
+    journal.write_text(
+        '{"bulk_sync_journal": 1, "columns": []}\n' + "[" * 200_000 + "]" * 200_000 + "\n"
+        '["in.csv", "", 2, "C1", "a", "1", "ok", 200, "", 1]\n'
+    )
+    result = run_cli("sync", str(src), "--dry-run", "--resume", str(journal))
+    assert result.exit_code == 2, result.output
+    assert "row 2" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_file_that_is_not_a_journal_is_refused_without_showing_its_content(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    secret = tmp_path / "secrets.env.journal.jsonl"
+    secret.write_text("IC_API_TOKEN=hunter2hunter2\nOTHER=1\n")
+    result = run_cli("sync", str(src), "--dry-run", "--resume", str(secret))
+    assert result.exit_code == 2, result.output
+    assert "not a bulk_sync journal" in result.stderr
+    assert "hunter2" not in result.output
+
+
+@pytest.mark.parametrize("token", ["abc\ndef" + "0" * 30, "ключ" * 16, "a b" * 20])
+def test_a_key_that_cannot_be_sent_is_exit_2_and_nothing_is_written(
+    tmp_path: Path, run_cli: Callable[..., Result], token: str
+) -> None:
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    out = tmp_path / "out"
+    out.mkdir()
+    report = out / "r.csv"
+    result = run_cli(
+        "sync", str(src), "--report", str(report), "--base-url", "http://127.0.0.1:9",
+        token=token,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "cannot be sent" in result.stderr
+    assert list(out.iterdir()) == []
+    # retry too
+    old = out / "old.csv"
+    old.write_text(
+        "source,sheet,row,customer_id,attribute,value,status,http_status,error,attempts\r\n"
+        "in.csv,,2,C1,a,1,failed,500,boom,5\r\n"
+    )
+    result = run_cli(
+        "retry", str(old), "--report", str(report), "--base-url", "http://127.0.0.1:9",
+        token=token,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["old.csv"]

@@ -284,7 +284,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                     )
                 from bulk_sync.runner import check_base_url
 
-                check_base_url(settings)
+                check_base_url(settings, token)
             tables = retry_tables(report_in)
             with _lock_and_state(settings, opts) as state:
                 summary = _run_async(

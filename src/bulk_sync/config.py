@@ -2,7 +2,12 @@
 
 The API key is never a setting: it comes from the environment variable named by
 ``token_env`` (default ``IC_API_TOKEN``). A config file that seems to hold a key is
-refused with a message pointing at the environment variable.
+refused with a message pointing at the environment variable: anywhere in it, as a
+whole value or inside one (``https://host/?api_key=<key>``), or as a setting's name.
+
+A config file is small, plain YAML: at most :data:`MAX_CONFIG_BYTES`, without aliases
+(``*name``: nested anchors can make a tiny file expand exponentially) and nested no
+deeper than :data:`MAX_CONFIG_DEPTH`.
 """
 
 from __future__ import annotations
@@ -25,8 +30,19 @@ DEFAULT_TOKEN_ENV = "IC_API_TOKEN"  # noqa: S105 - a variable name, not a secret
 OnConflict = Literal["error", "last"]
 LogFormat = Literal["text", "json"]
 
-_TOKEN_LIKE = re.compile(r"^(?:Bearer\s+)?[0-9a-fA-F]{32,}$")
+# 32 or more hex digits anywhere in a text: the shape of an API key (64 hex digits).
+_TOKEN_LIKE = re.compile(r"[0-9a-fA-F]{32,}")
 _SECRET_KEYS = {"token", "api_token", "api_key", "apikey", "key", "secret", "password"}
+KEY_PIECE = 16  # this many consecutive characters of the actual key count as the key
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 10
+RENAMED = {
+    "verify_tls": (
+        "verify_tls was removed: certificates are always verified. To trust a private CA, "
+        "set ca_bundle. Only if you must talk to a server whose certificate cannot be "
+        "verified (never in production), set insecure_skip_tls_verify: true"
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,9 @@ class Settings:
     lock: Path | None = None
     transport: str = "aiohttp"
     allow_insecure_http: bool = False
-    verify_tls: bool = True
+    # Certificates are not checked: anyone on the path can pose as the API and take the
+    # key. Config file only, never a flag; every run that sends says so loudly.
+    insecure_skip_tls_verify: bool = False
     ca_bundle: Path | None = None
     log_format: LogFormat = "text"
     summary_json: Path | None = None
@@ -93,6 +111,11 @@ class Settings:
         for name in ("timeout", "connect_timeout", "backoff_initial", "backoff_max"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.insecure_skip_tls_verify and self.ca_bundle is not None:
+            raise ConfigError(
+                "ca_bundle and insecure_skip_tls_verify contradict each other: with the "
+                "CA bundle certificates can be checked, so remove insecure_skip_tls_verify"
+            )
         unknown = set(self.columns) - {"customer_id", "attribute", "value"}
         if unknown:
             raise ConfigError(
@@ -111,16 +134,36 @@ _PATH_FIELDS = {"state", "lock", "ca_bundle", "summary_json", "metrics_file"}
 _FIELD_TYPES = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def load_config(path: Path) -> Settings:
-    """Settings from a YAML file (keys as in :class:`Settings`, ``-`` or ``_`` alike)."""
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a YAML file (keys as in :class:`Settings`, ``-`` or ``_`` alike).
+
+    ``environ`` (default: the process environment) holds the API key, which the file is
+    checked not to contain, even in part.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: "
+            "is it the right file?"
+        )
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader
+    except _AliasFound as exc:
+        raise ConfigError(
+            f"config file {path} uses a YAML alias (*name, line {exc.line}); write the "
+            "value out instead (aliases are refused: nested ones can make a small file "
+            "expand without bound)"
+        ) from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -129,14 +172,51 @@ def load_config(path: Path) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must be a mapping of settings")
-    return settings_from_mapping(data, origin=str(path))
+    return settings_from_mapping(data, origin=str(path), environ=environ)
 
 
-def settings_from_mapping(data: Mapping[str, Any], *, origin: str = "config") -> Settings:
-    _refuse_secrets(data, origin)
+class _AliasFound(Exception):
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing aliases before anything is built from them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            raise _AliasFound(event.start_mark.line + 1)
+        if self._depth >= MAX_CONFIG_DEPTH:
+            raise RecursionError
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    _depth = 0
+
+
+def settings_from_mapping(
+    data: Mapping[str, Any], *, origin: str = "config", environ: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    token_env = next(
+        (
+            v
+            for k, v in data.items()
+            if str(k).strip().replace("-", "_").lower() == "token_env" and isinstance(v, str)
+        ),
+        DEFAULT_TOKEN_ENV,
+    )
+    _refuse_secrets(data, origin, key=env.get(token_env.strip(), "").strip())
     values: dict[str, Any] = {}
     for raw_key, value in data.items():
         key = str(raw_key).strip().replace("-", "_").lower()
+        if key in RENAMED:
+            raise ConfigError(f"{origin}: {RENAMED[key]}")
         if key not in _FIELD_TYPES:
             known = ", ".join(sorted(_FIELD_TYPES))
             raise ConfigError(f"{origin}: unknown setting {raw_key!r} (known: {known})")
@@ -186,15 +266,22 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     return str(value)
 
 
-def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "") -> None:
-    """Refuse anything that looks like an API key, at any depth, without quoting it."""
+def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "", *, key: str) -> None:
+    """Refuse anything that looks like an API key, at any depth, without quoting it.
+
+    Key-like: 32+ hex digits anywhere in a setting's name or text value (``Bearer <key>``,
+    ``https://host/?api_key=<key>``, ``"Bearer: <key>"`` as a header), or any
+    :data:`KEY_PIECE` consecutive characters of the actual key ``key`` (case aside).
+    """
+    pieces = _pieces(key)
     for raw_key, value in data.items():
-        key = str(raw_key).strip().replace("-", "_").lower()
-        key_is_token = bool(_TOKEN_LIKE.match(str(raw_key).strip()))
+        name_text = str(raw_key)
+        setting = name_text.strip().replace("-", "_").lower()
+        key_is_token = _looks_like_key(name_text, pieces)
         name = "a key" if key_is_token else repr(f"{parent}{raw_key}")
         values = value if isinstance(value, list) else [value]
-        value_is_token = any(isinstance(v, str) and _TOKEN_LIKE.match(v.strip()) for v in values)
-        if key == "token_env" and not parent:
+        value_is_token = any(isinstance(v, str) and _looks_like_key(v, pieces) for v in values)
+        if setting == "token_env" and not parent:
             if value_is_token:
                 raise ConfigError(
                     f"{origin}: setting 'token_env' looks like an API key itself; token_env "
@@ -202,12 +289,30 @@ def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "") -> N
                     f"{DEFAULT_TOKEN_ENV}), and the key goes in that variable, never in a file."
                 )
             continue
-        if key_is_token or value_is_token or key in _SECRET_KEYS:
+        if key_is_token or value_is_token or setting in _SECRET_KEYS:
             raise ConfigError(
-                f"{origin}: setting {name} looks like an API key; a config file never holds "
-                f"the key. Put it in the environment variable {DEFAULT_TOKEN_ENV} (or the one "
-                "named by token_env) instead."
+                f"{origin}: setting {name} looks like an API key or holds one; a config file "
+                f"never holds the key. Put it in the environment variable {DEFAULT_TOKEN_ENV} "
+                "(or the one named by token_env) instead."
             )
         for v in values:
             if isinstance(v, Mapping):
-                _refuse_secrets(v, origin, f"{parent}{raw_key}.")
+                _refuse_secrets(v, origin, f"{parent}{raw_key}.", key=key)
+
+
+def _pieces(key: str) -> frozenset[str]:
+    """The runs of :data:`KEY_PIECE` characters of ``key`` (the whole key if shorter;
+    nothing for a key under 8 characters, which would match too much)."""
+    folded = key.casefold()
+    if len(folded) < 8:
+        return frozenset()
+    if len(folded) <= KEY_PIECE:
+        return frozenset({folded})
+    return frozenset(folded[i : i + KEY_PIECE] for i in range(len(folded) - KEY_PIECE + 1))
+
+
+def _looks_like_key(text: str, pieces: frozenset[str]) -> bool:
+    if _TOKEN_LIKE.search(text):
+        return True
+    folded = text.casefold()
+    return any(piece in folded for piece in pieces)

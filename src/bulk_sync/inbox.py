@@ -368,11 +368,13 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
     if not dry_run:
         # Problems of the run, not of a file: refuse before any file is touched.
         check_base_url(settings)
-        if settings.token() is None:
+        token = settings.token()
+        if token is None:
             raise ConfigError(
                 f"no API key: set the environment variable {settings.token_env} "
                 "(or run with --dry-run)"
             )
+        check_base_url(settings, token)
     # Each file's summary goes to the terminal; the files (summary JSON, metrics)
     # describe the whole inbox run and are written once at the end.
     per_file = dataclasses.replace(settings, summary_json=None, metrics_file=None)

@@ -740,12 +740,12 @@ def _read_journal(path: Path) -> Iterator[_Raw]:
         seen_header = False
         for number, raw in enumerate(f, 1):
             if pending is not None:
-                _bad_journal_line(path, *pending)
+                _bad_journal_line(path, *pending, quote=seen_header)
             if not raw.strip():
                 continue
             try:
                 item = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested 100,000 deep
                 pending = (number, raw)
                 continue
             if isinstance(item, dict) and "bulk_sync_journal" in item:
@@ -783,6 +783,12 @@ def _journal_text(v: object) -> str:
     raise ValueError("not a string")
 
 
-def _bad_journal_line(path: Path, number: int, raw: bytes) -> None:
+def _bad_journal_line(path: Path, number: int, raw: bytes, *, quote: bool) -> None:
+    if not quote:  # not a journal at all: whatever file it is, its content is not shown
+        raise InputError(
+            "not a bulk_sync journal (its first line is not the journal header)",
+            source=str(path),
+            row=number,
+        )
     shown = raw[:80].decode("utf-8", "replace").rstrip("\n")
     raise InputError(f"garbled journal line: {shown!r}", source=str(path), row=number)

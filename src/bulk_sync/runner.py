@@ -658,6 +658,7 @@ async def _upload(
     try:
         client_cm = None
         if sender is None:
+            warn_if_insecure(settings)
             client_cm = _make_client(settings, token)
             sender = await client_cm.__aenter__()
         try:
@@ -697,10 +698,22 @@ async def _upload(
         _finish(ledger, report, journal, facts)
 
 
+def warn_if_insecure(settings: Settings) -> None:
+    """Say loudly, on every run that sends, that certificates are not checked."""
+    if settings.insecure_skip_tls_verify:
+        log.warning(
+            "INSECURE: TLS certificate checks are OFF (insecure_skip_tls_verify: true in the "
+            "config): anyone between this machine and %s can pose as the API and take the "
+            "API key. Never use this in production; trust a private CA with ca_bundle instead",
+            settings.base_url,
+            extra={"event": "insecure_tls"},
+        )
+
+
 def _make_client(settings: Settings, token: str | None) -> Any:
     from bulk_sync.client import Client
 
-    verify: bool | str = settings.verify_tls
+    verify: bool | str = not settings.insecure_skip_tls_verify
     if settings.ca_bundle is not None:
         verify = str(settings.ca_bundle)
     return Client(
@@ -715,9 +728,10 @@ def _make_client(settings: Settings, token: str | None) -> Any:
     )
 
 
-def check_base_url(settings: Settings) -> None:
-    """Refuse an insecure base URL before any file is read."""
-    _make_client(settings, "x")  # the constructor validates; nothing is opened
+def check_base_url(settings: Settings, token: str | None = None) -> None:
+    """Refuse an insecure base URL, and a key that cannot be sent (a line break or other
+    character a header cannot carry), before any file is read or written."""
+    _make_client(settings, token or "x")  # the constructor validates; nothing is opened
 
 
 # -- library entry points ----------------------------------------------------------------
@@ -795,6 +809,7 @@ async def _sync_checked(
                 f"no API key: set the environment variable {settings.token_env} "
                 "(or run with --dry-run)"
             )
+        check_base_url(settings, token)
     if resume_path is not None:
         accepted_rows(resume_path)  # fail early (exit 2) if it cannot be read
     tables = load(paths, load_options(settings))

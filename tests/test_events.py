@@ -94,6 +94,7 @@ def test_a_sync_emits_loaded_planned_progress_rows_and_finished_in_order(tmp_pat
     assert isinstance(planned, Planned)
     assert (planned.customers, planned.requests, planned.pairs) == (2, 2, 3)
     assert (planned.invalid_rows, planned.skipped_rows, planned.dry_run) == (3, 0, False)
+    assert planned.rows_to_send == 3
 
     # every row sent is reported once, with the status the report gives it
     done = [o for e in seen if isinstance(e, CustomerDone) for o in e.outcomes]

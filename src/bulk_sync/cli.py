@@ -582,7 +582,7 @@ def _progress_display(bar: bool) -> Iterator[EventHandler]:
         if isinstance(event, Planned):
             if not event.dry_run and event.requests and not task:
                 display.start()
-                task.append(display.add_task("rows", total=None, detail=""))
+                task.append(display.add_task("rows", total=event.rows_to_send, detail=""))
         elif isinstance(event, Progress) and task:
             p = event
             flow = flow_text(p.flow)

@@ -109,6 +109,11 @@ class Planned:
     dry_run: bool
     base_url: str
 
+    @property
+    def rows_to_send(self) -> int:
+        """Rows whose values a sync sends (neither invalid nor skipped)."""
+        return self.rows - self.invalid_rows - self.skipped_rows
+
 
 @dataclass(frozen=True, slots=True)
 class Progress:

@@ -445,6 +445,14 @@ async def run_tables(
     the_plan = plan(tables, settings, resume=resume, shard=shard, state=state, full=full)
     ledger = the_plan.ledger
     pairs = sum(len(m.pairs) for m in the_plan.maps)
+    log.info(
+        "%d customers, %d attributes to %s; %d rows invalid",
+        the_plan.customers,
+        pairs,
+        "check (dry run)" if dry_run else "send",
+        len({p.index for p in the_plan.problems}),
+        extra={"event": "planned"},
+    )
     counts_before = ledger.counts()
     emit(
         Planned(
@@ -457,14 +465,6 @@ async def run_tables(
             dry_run=dry_run,
             base_url=settings.base_url,
         )
-    )
-    log.info(
-        "%d customers, %d attributes to %s; %d rows invalid",
-        the_plan.customers,
-        pairs,
-        "check (dry run)" if dry_run else "send",
-        len({p.index for p in the_plan.problems}),
-        extra={"event": "planned"},
     )
     stats = UploadStats()
     if not dry_run and the_plan.maps:

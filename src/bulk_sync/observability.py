@@ -17,31 +17,29 @@ from typing import Any, BinaryIO, TextIO
 
 from bulk_sync.files import atomic_write, safe_text
 from bulk_sync.models import Status
+from bulk_sync.redaction import Redactor as TextRedactor
 from bulk_sync.runner import Summary
 
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class Redactor(logging.Filter):
-    """Replaces secrets in log messages and arguments with ``***``.
+    """A logging filter that masks the API key in records, by the rule of
+    :class:`bulk_sync.redaction.Redactor` (runs of 16+ characters of the key, any case,
+    and its ``Bearer`` form).
 
     As a filter it cleans a record's message; :func:`setup_logging` also runs every
     finished line through :meth:`redact`, which catches what a filter cannot see: the
     exception text (formatted after the filters ran) and fields passed with ``extra``.
     """
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str | None]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s and len(s) >= 4]
-        # as JSON would write them (a key with a quote or backslash in it)
-        self._forms = sorted(
-            {form for s in self.secrets for form in (s, json.dumps(s)[1:-1])}, key=len, reverse=True
-        )
+        self._redactor = secrets if isinstance(secrets, TextRedactor) else TextRedactor(secrets)
+        self.secrets = list(self._redactor.secrets)
 
     def redact(self, text: str) -> str:
-        for s in self._forms:
-            text = text.replace(s, "***")
-        return text
+        return self._redactor.redact(text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.secrets:

@@ -119,7 +119,9 @@ async def test_post_sends_auth_user_agent_json_headers_and_compact_utf8_body() -
     assert request.headers["authorization"] == f"Bearer {TOKEN}"
     assert request.headers["user-agent"] == f"bulk-sync/{bulk_sync.__version__}"
     assert request.headers["accept"] == "application/json"
-    assert request.headers["content-type"] == "application/json"
+    # as the official Java, Go and C# clients send it (and their tests check)
+    assert request.headers["content-type"] == "application/json; charset=utf-8"
+    assert request.headers["accept-encoding"] == "gzip, deflate"
     assert request.content == '{"nome":"João","k":"v"}'.encode()
 
 

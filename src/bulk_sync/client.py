@@ -31,17 +31,19 @@ exception, repr or log.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ipaddress
 import json
 import re
 import ssl
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import aiohttp
 import httpx
@@ -61,10 +63,15 @@ from bulk_sync.errors import (
     ServerError,
     TransportError,
 )
+from bulk_sync.redaction import NO_REDACTION, Redactor, redact_then_shorten
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "MAX_ERROR_BODY_BYTES",
+    "MAX_RESPONSE_BYTES",
+    "MAX_URL_CHARS",
     "AiohttpTransport",
+    "AttributeMap",
     "Client",
     "classify",
     "customer_path",
@@ -75,19 +82,54 @@ __all__ = [
 
 DEFAULT_BASE_URL: Final = "https://api.invisiblecollector.com"
 MAX_MESSAGE_CHARS: Final = 300
-_MAX_ERROR_BODY_PARSE: Final = 64 * 1024
+MAX_RESPONSE_BYTES: Final = 8 * 1024 * 1024
+"""The most of an accepted write's answer (the customer's whole map) that is read, after
+decompression; a longer answer is a failed attempt. A customer with 100,000 attributes
+answers about 2.7 MB."""
+MAX_ERROR_BODY_BYTES: Final = 64 * 1024
+"""The most of an error answer that is read; the rest is not waited for (the status alone
+decides what happens, the body only gives the message)."""
+MAX_URL_CHARS: Final = 65_536
+"""The longest URL sent (httpx's own limit, applied to both transports alike)."""
+ACCEPT_ENCODING: Final = "gzip, deflate"
+"""What the client asks for, and all it can read back (bounded, see :func:`decode_body`)."""
+JSON_CONTENT_TYPE: Final = "application/json; charset=utf-8"
+"""As the official Java, Go and C# clients send it."""
 
 _DEFAULT_MESSAGES: Final[Mapping[int, str]] = {
+    400: "bad request",
     401: "credentials rejected: check the API token",
     403: "forbidden: the API token may not do this",
     404: "no customer with this id",
+    409: "conflict",
     422: "attributes rejected (an empty key or value, or a limit exceeded)",
     429: "rate limited",
 }
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_SPACES = re.compile(r"\s+")
 _NO_HEADERS: Final[Mapping[str, str]] = {}
+_JSON_DECODER: Final = json.JSONDecoder()
+
+
+class AttributeMap(dict[str, str]):
+    """A customer's attribute map as an accepted write's answer shows it.
+
+    A plain ``dict`` of the answer's string values, plus ``status`` (the HTTP status,
+    200 or another 2xx) and ``note``: empty when the answer was a readable JSON object,
+    else why it could not confirm anything (an empty body, an answer nested too deeply
+    to read). A value sent but missing from the map, or different in it, was accepted
+    but is not confirmed either: see :func:`bulk_sync.uploader.confirmation_note`.
+    """
+
+    __slots__ = ("note", "status")
+
+    def __init__(self, values: Mapping[str, str] = _NO_HEADERS, status: int = 200, note: str = ""):
+        super().__init__(values)
+        self.status = status
+        self.note = note
+
+
+class _BodyError(Exception):
+    """A body that cannot be read within the limits: too large, or an unknown encoding."""
 
 
 # --------------------------------------------------------------------------- pure functions
@@ -124,12 +166,13 @@ def customer_path(customer_id: str, prefix: str = "") -> str:
 
 
 def is_loopback_host(host: str) -> bool:
-    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (brackets allowed)."""
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    """True for a literal loopback address (127.0.0.0/8, ``::1``, brackets allowed) and the
+    exact name ``localhost``; nothing else, not even ``x.localhost`` or ``localhost.``:
+    such names may go to DNS, and plain http would carry the key off the machine."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.removeprefix("[").removesuffix("]")).is_loopback
     except ValueError:
         return False
 
@@ -161,6 +204,40 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, timestamp - current)
 
 
+def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """``body`` undone from its ``Content-Encoding`` (gzip, deflate, identity; a list is
+    undone last first), at most ``limit + 1`` bytes of it: a longer result means the
+    answer is over the limit, and no more than that is ever held in memory (a gzip bomb
+    stops there). Raises ``_BodyError`` for an encoding it cannot read."""
+    if not content_encoding:
+        return body[: limit + 1]
+    for coding in reversed([c.strip().lower() for c in content_encoding.split(",")]):
+        if coding in ("", "identity"):
+            continue
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, zlib.MAX_WBITS | 16, limit)
+        elif coding == "deflate":
+            try:  # RFC 9110 says zlib-wrapped; some servers send it raw
+                body = _inflate(body, zlib.MAX_WBITS, limit)
+            except zlib.error:
+                body = _inflate(body, -zlib.MAX_WBITS, limit)
+        else:
+            raise _BodyError(coding)
+    return body[: limit + 1]
+
+
+def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
+    """Decompress at most ``limit + 1`` bytes (the rest is never produced). Corrupt or
+    truncated data gives what could be decoded before the damage."""
+    inflater = zlib.decompressobj(wbits)
+    try:
+        return inflater.decompress(data, limit + 1)
+    except zlib.error:
+        if wbits == zlib.MAX_WBITS:
+            raise  # the caller tries raw deflate
+        return b""
+
+
 def classify(
     status_code: int,
     headers: Mapping[str, str],
@@ -168,38 +245,50 @@ def classify(
     customer_id: str,
     *,
     now: float | None = None,
-) -> dict[str, str] | ApiError:
-    """The one place where an HTTP response becomes an outcome.
+    redactor: Redactor = NO_REDACTION,
+    url: str | None = None,
+    max_body: int = MAX_RESPONSE_BYTES,
+) -> AttributeMap | ApiError:
+    """The one place where an HTTP response becomes an outcome. Never raises.
 
-    2xx with a JSON object → its string values (an empty body → ``{}``; a body that is not
-    a JSON object → :class:`TransportError` "malformed response");
-    401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`;
-    422 → :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx → :class:`ServerError`;
-    anything else → :class:`ClientError`. 429 and 5xx carry ``retry_after`` from the
-    ``Retry-After`` header. Never raises, whatever the body.
+    ``body`` is as received: undone here from its ``Content-Encoding`` (bounded). Every
+    text taken from the answer goes through ``redactor`` before it is shortened.
+
+    - 2xx: the write was accepted. A JSON object → an :class:`AttributeMap` of its string
+      values. An empty body, or JSON nested too deeply to read → an empty
+      :class:`AttributeMap` whose ``note`` says the answer confirms nothing. A body that is
+      not a JSON object (an HTML page: something other than the API answered, e.g. a wrong
+      ``--base-url``), more than ``max_body`` bytes, or in an encoding not asked for →
+      :class:`TransportError` (a failed attempt, retried).
+    - 3xx: :class:`ClientError` saying it was a redirect, where to, and to fix
+      ``--base-url`` (redirects are never followed: the request carries the key).
+    - 401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`; 422 →
+      :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx → :class:`ServerError`;
+      any other → :class:`ClientError`. The message is the body's ``message`` (JSON, as the
+      API writes it: ``{"code": 404, "message": "Customer not found"}``, the code a number
+      or a string), else its plain text, else a default; a ``gid`` (a 409) is named.
+      429 and 5xx carry ``retry_after`` from the ``Retry-After`` header.
     """
-    if 200 <= status_code < 300:
-        if not body.strip():  # e.g. 204: accepted, nothing to confirm it with
-            return {}
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            data = None
-        if type(data) is dict:
-            # The contract's values are strings; any other value (an old attribute stored
-            # otherwise, a null) does not undo the write: it is only left out of the map.
-            if all(type(v) is str for v in data.values()):
-                return data
-            return {k: v for k, v in data.items() if type(v) is str}
-        # Not a JSON object at all (an HTML page, say): something other than the API
-        # answered, e.g. a wrong --base-url; treat it as a failed attempt.
-        return TransportError(
-            f"malformed response: {_describe_body(body)}",
+    success = 200 <= status_code < 300
+    try:
+        body = decode_body(
+            body,
+            _header(headers, "content-encoding"),
+            max_body if success else MAX_ERROR_BODY_BYTES,
+        )
+        unreadable = ""
+    except _BodyError as exc:
+        body, unreadable = b"", str(exc)
+    if success:
+        return _accepted(status_code, headers, body, customer_id, unreadable, max_body, redactor)
+
+    if 300 <= status_code < 400:
+        return ClientError(
+            _redirect_message(status_code, _header(headers, "location"), url, redactor),
             status=status_code,
             customer_id=customer_id,
         )
-
-    message, code = _error_details(body)
+    message, code = _error_details(body[:MAX_ERROR_BODY_BYTES], redactor)
     if status_code in (401, 403):
         cls: type[ApiError] = AuthError
     elif status_code == 404:
@@ -224,6 +313,81 @@ def classify(
     )
 
 
+def _accepted(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    customer_id: str,
+    unreadable: str,
+    max_body: int,
+    redactor: Redactor,
+) -> AttributeMap | ApiError:
+    if unreadable:
+        return TransportError(
+            f"the answer is encoded as {redact_then_shorten(unreadable, redactor, 40)!r}, which "
+            f"bulk-sync does not ask for ({ACCEPT_ENCODING}) and cannot read",
+            status=status,
+            customer_id=customer_id,
+        )
+    if len(body) > max_body:
+        return TransportError(
+            f"the answer is larger than {_size(max_body)}: not read, the attempt counts as failed",
+            status=status,
+            customer_id=customer_id,
+        )
+    if not body.strip():  # e.g. 204: accepted, nothing to confirm it with
+        return AttributeMap(status=status, note=f"the answer (HTTP {status}) was empty")
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        return AttributeMap(status=status, note="the answer was nested too deeply to be read")
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if type(data) is dict:
+        # The contract's values are strings; any other value (an old attribute stored
+        # otherwise, a null) does not undo the write: it is only left out of the map.
+        if all(type(v) is str for v in data.values()):
+            return AttributeMap(data, status)
+        return AttributeMap({k: v for k, v in data.items() if type(v) is str}, status)
+    # Not a JSON object at all (an HTML page, say): something other than the API
+    # answered, e.g. a wrong --base-url; treat it as a failed attempt.
+    content_type = _header(headers, "content-type")
+    kind = redact_then_shorten(content_type, redactor, 60) if content_type else "no content type"
+    return TransportError(
+        f"malformed response (HTTP {status}, {kind}): {_describe_body(body, redactor, 80)}; "
+        "is --base-url the API's address?",
+        status=status,
+        customer_id=customer_id,
+    )
+
+
+def _redirect_message(
+    status: int, location: str | None, url: str | None, redactor: Redactor
+) -> str:
+    target = urljoin(url or "", location.strip()) if location else ""
+    shown = redact_then_shorten(target, redactor, 200)
+    where = f" to {shown}" if shown else ""
+    text = (
+        f"the server answered with a redirect (HTTP {status}{where}); bulk-sync does not "
+        "follow redirects (the request carries the API key): set --base-url to the "
+        "address the API answers at"
+    )
+    if url and target:
+        try:
+            old, new = urlsplit(url), urlsplit(target)
+            same_host = old.hostname == new.hostname and old.hostname is not None
+        except ValueError:
+            same_host = False
+        if same_host and old.scheme == "http" and new.scheme == "https":
+            base = redact_then_shorten(f"https://{new.netloc}", redactor, 120)
+            text += f"; the API is served over https: use --base-url {base}"
+    return text
+
+
+def _size(limit: int) -> str:
+    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     value = headers.get(name)  # case-insensitive for httpx.Headers / multidicts
     if value is not None:
@@ -234,31 +398,31 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
-def _shorten(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    text = _SPACES.sub(" ", _CONTROL_CHARS.sub(" ", text)).strip()
-    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
-
-
-def _describe_body(body: bytes) -> str:
+def _describe_body(body: bytes, redactor: Redactor, limit: int) -> str:
     if not body:
         return "empty body"
     try:
-        text = body[:_MAX_ERROR_BODY_PARSE].decode("utf-8")
+        text = body[:MAX_ERROR_BODY_BYTES].decode("utf-8")
     except UnicodeDecodeError:
         return f"{len(body)} bytes of binary data"
-    return _shorten(text, 120) or "blank body"
+    return redact_then_shorten(text, redactor, limit) or "blank body"
 
 
-def _error_details(body: bytes) -> tuple[str | None, str | None]:
-    """(message, code) from an error body, or Nones. Never raises."""
-    if not body or len(body) > _MAX_ERROR_BODY_PARSE:
+def _error_details(body: bytes, redactor: Redactor) -> tuple[str | None, str | None]:
+    """(message, code) from an error body, or Nones, redacted then shortened. Never raises.
+
+    The API writes ``{"code": 404, "message": "Customer not found"}`` (the code sometimes
+    a string); a 409 adds the ``gid`` of the customer in the way. Two JSON objects back to
+    back: the first one counts.
+    """
+    if not body:
         return None, None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         return None, None
     try:
-        data = json.loads(text)
+        data, _ = _JSON_DECODER.raw_decode(text.strip())
     except ValueError:
         data = None
     except RecursionError:  # pathologically nested JSON
@@ -266,18 +430,29 @@ def _error_details(body: bytes) -> tuple[str | None, str | None]:
     if isinstance(data, dict):
         code = data.get("code")
         code_text = (
-            str(code) if isinstance(code, str | int) and not isinstance(code, bool) else None
-        )
+            redact_then_shorten(str(code), redactor, 40)
+            if isinstance(code, str | int) and not isinstance(code, bool)
+            else None
+        ) or None
+        message: str | None = None
         for key in ("message", "error", "detail", "title"):
             found = data.get(key)
             if isinstance(found, str) and found.strip():
-                return _shorten(found), code_text
-        return None, code_text
+                message = found
+                break
+        gid = data.get("gid")  # a 409: the customer already holding what was sent
+        if isinstance(gid, str | int) and not isinstance(gid, bool) and str(gid).strip():
+            message = f"{message or 'conflict'} (conflicting customer gid {str(gid)[:100]})"
+        if message is None:
+            return None, code_text
+        return redact_then_shorten(message, redactor, MAX_MESSAGE_CHARS) or None, code_text
     if data is not None:  # a JSON array, number, string...
-        return (_shorten(data) or None) if isinstance(data, str) else None, None
+        if isinstance(data, str):
+            return redact_then_shorten(data, redactor, MAX_MESSAGE_CHARS) or None, None
+        return None, None
     if text.lstrip().startswith("<"):  # an HTML error page says nothing useful
         return None, None
-    return _shorten(text) or None, None
+    return redact_then_shorten(text, redactor, MAX_MESSAGE_CHARS) or None, None
 
 
 # --------------------------------------------------------------------------- aiohttp transport
@@ -289,10 +464,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     Unlike ``httpx_aiohttp.AiohttpTransport`` it hands aiohttp the URL with
     ``yarl.URL(..., encoded=True)``, so the path goes on the wire exactly as httpx
     holds it (yarl would otherwise turn ``%2E%2E`` into ``..`` and drop the segment);
-    it reads the whole response body before returning (fine for small JSON
-    answers, releases the connection at once) and maps every aiohttp failure to
-    the matching :class:`httpx.TransportError`. Timeouts come from the request's
-    ``timeout`` extension (``connect``, ``read``, ``pool``) like httpx's own transport.
+    it reads the response body before returning (releasing the connection at once),
+    but never more than a bound: ``max_body + 1`` bytes of a 2xx answer (so that a longer
+    one can be told apart) and :data:`MAX_ERROR_BODY_BYTES` of any other; a connection
+    whose answer was cut short is closed, not reused. The body is returned as received
+    (``auto_decompress`` is off: :func:`classify` decompresses, bounded). Every aiohttp
+    failure becomes the matching :class:`httpx.TransportError`. Timeouts come from the
+    request's ``timeout`` extension (``connect``, ``read``, ``pool``) like httpx's own
+    transport; the :class:`Client` adds a deadline for the whole attempt.
     """
 
     def __init__(
@@ -301,7 +480,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         ssl_context: ssl.SSLContext | bool = True,
         max_connections: int = 100,
         keepalive_timeout: float = 15.0,
+        max_body: int = MAX_RESPONSE_BYTES,
     ) -> None:
+        self.max_body = max_body
         self._ssl: ssl.SSLContext | bool = ssl_context
         self._max_connections = max_connections
         self._keepalive_timeout = keepalive_timeout
@@ -371,8 +552,23 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=self._timeout(timeouts),
             ) as response:
-                content = await response.read()
-                return response.status, response.raw_headers, content
+                status = response.status
+                limit = self.max_body + 1 if 200 <= status < 300 else MAX_ERROR_BODY_BYTES
+                stream = response.content
+                chunks: list[bytes] = []
+                size = 0
+                while size < limit:
+                    chunk = await stream.read(limit - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if stream.at_eof():
+                        break
+                if not stream.at_eof():  # cut short: the connection cannot be reused
+                    response.close()
+                content = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                return status, response.raw_headers, content
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(_text(exc, "connect timeout"), request=request) from exc
         except aiohttp.SocketTimeoutError as exc:
@@ -430,21 +626,32 @@ class Client:
     ``"aiohttp"`` (default, :class:`AiohttpTransport`), ``"httpx"``
     (:class:`httpx.AsyncHTTPTransport`) or a transport instance, which stays the
     caller's to close. ``verify`` is a bool or the path of a CA bundle. A plain
-    ``http://`` base URL is refused (:class:`InsecureURLError`) unless its host is
-    loopback or ``allow_insecure_http`` is true.
+    ``http://`` base URL is refused (:class:`InsecureURLError`) unless its host is a
+    loopback address or ``localhost``, or ``allow_insecure_http`` is true.
+
+    Bounds on every attempt, whatever the server does: ``timeout`` seconds in all, from
+    sending the request to the last byte of the answer (``connect_timeout`` for the
+    connection within it); an accepted write's answer of at most ``max_response_bytes``
+    after decompression (more is a failed attempt) and an error answer read no further
+    than :data:`MAX_ERROR_BODY_BYTES`. The request asks for ``gzip, deflate`` and the
+    answer is decompressed within the same bounds. Redirects are not followed.
+    Text from the server is redacted (:class:`bulk_sync.redaction.Redactor`) before it
+    reaches a message.
     """
 
     __slots__ = (
         "_base",
         "_closed",
+        "_deadline",
         "_extensions",
         "_fast",
         "_fast_get_headers",
         "_fast_post_headers",
         "_get_headers",
+        "_max_body",
         "_owns_transport",
         "_post_headers",
-        "_secret",
+        "_redact",
         "_transport",
         "_transport_name",
         "base_url",
@@ -462,6 +669,7 @@ class Client:
         verify: bool | str = True,
         allow_insecure_http: bool = False,
         user_agent: str | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not token:
             raise ConfigError("an API token is required")
@@ -469,17 +677,24 @@ class Client:
             raise ConfigError("the API token contains characters that cannot be sent in a header")
         if max_connections < 1:
             raise ConfigError("max_connections must be at least 1")
+        if not timeout > 0 or not connect_timeout > 0:
+            raise ConfigError("timeouts must be positive")
+        if max_response_bytes < 1:
+            raise ConfigError("max_response_bytes must be at least 1")
         self.base_url = _check_base_url(base_url, allow_insecure_http=allow_insecure_http)
         self._base = self.base_url
-        self._secret = token
+        self._redact = Redactor([token])
+        self._deadline = timeout
+        self._max_body = max_response_bytes
         agent = user_agent or f"bulk-sync/{__version__}"
         common = [
             ("Authorization", f"Bearer {token}"),
             ("User-Agent", agent),
             ("Accept", "application/json"),
+            ("Accept-Encoding", ACCEPT_ENCODING),
         ]
         self._get_headers = tuple(common)
-        self._post_headers = (*common, ("Content-Type", "application/json"))
+        self._post_headers = (*common, ("Content-Type", JSON_CONTENT_TYPE))
         self._extensions = {
             "timeout": {
                 "connect": connect_timeout,
@@ -497,6 +712,7 @@ class Client:
             self._transport = AiohttpTransport(
                 ssl_context=_ssl_context(verify) if https else True,
                 max_connections=max_connections,
+                max_body=max_response_bytes,
             )
             self._owns_transport = True
             self._transport_name = "aiohttp"
@@ -517,6 +733,8 @@ class Client:
         # objects (a third of the client's time per request); any other transport,
         # including subclasses, goes through the httpx seam.
         self._fast = self._transport if type(self._transport) is AiohttpTransport else None
+        if self._fast is not None:
+            self._max_body = self._fast.max_body
         # The names as httpx hands them to a transport (lower case), Host and
         # Content-Length being added by aiohttp.
         self._fast_get_headers = tuple((k.lower(), v) for k, v in self._get_headers)
@@ -565,57 +783,94 @@ class Client:
         if self._closed:
             raise RuntimeError("this Client is closed")
         url = f"{self._base}/customers/{encode_customer_id(customer_id)}/attributes"
+        if len(url) > MAX_URL_CHARS:
+            raise ClientError(
+                f"this customer id is too long to be sent: its URL would be {len(url):,} "
+                f"characters (at most {MAX_URL_CHARS:,})",
+                customer_id=customer_id,
+            )
         error: ApiError
         headers: Mapping[str, str]
         try:
-            fast = self._fast
-            if fast is not None:
-                status, raw_headers, content = await fast.exchange(
-                    method,
-                    yarl.URL(url, encoded=True),
-                    self._fast_post_headers if body is not None else self._fast_get_headers,
-                    body,
-                    self._extensions["timeout"],
-                )
-                # classify() reads headers of error answers only (Retry-After).
-                headers = _NO_HEADERS if 200 <= status < 300 else httpx.Headers(raw_headers)
-            else:
-                request = httpx.Request(
-                    method,
-                    httpx.URL(url),
-                    headers=self._post_headers if body is not None else self._get_headers,
-                    content=body,
-                    extensions=self._extensions,
-                )
-                response = await self._transport.handle_async_request(request)
-                try:
-                    content = await response.aread()
-                finally:
-                    await response.aclose()
-                status, headers = response.status_code, response.headers
+            async with asyncio.timeout(self._deadline):
+                fast = self._fast
+                if fast is not None:
+                    status, raw_headers, content = await fast.exchange(
+                        method,
+                        yarl.URL(url, encoded=True),
+                        self._fast_post_headers if body is not None else self._fast_get_headers,
+                        body,
+                        self._extensions["timeout"],
+                    )
+                    headers = _answer_headers(raw_headers)
+                else:
+                    status, headers, content = await self._through_seam(method, url, body)
+        except TimeoutError:
+            error = TransportError(
+                "timed out waiting for the response: no complete answer within "
+                f"{self._deadline:g} s (the time allowed for one attempt, --timeout)",
+                customer_id=customer_id,
+            )
         except httpx.TransportError as exc:
             error = self._transport_error(exc, customer_id)
+        except httpx.InvalidURL as exc:  # a URL httpx will not build (length is checked above)
+            error = ClientError(
+                f"this customer id cannot be sent in a URL: {exc}", customer_id=customer_id
+            )
         except (aiohttp.ClientError, OSError) as exc:  # a third-party transport leaking
             error = self._transport_error(exc, customer_id)
         else:
-            outcome = classify(status, headers, content, customer_id)
-            if type(outcome) is dict:
+            outcome = classify(
+                status,
+                headers,
+                content,
+                customer_id,
+                redactor=self._redact,
+                url=url,
+                max_body=self._max_body,
+            )
+            if type(outcome) is AttributeMap:
                 return outcome
             assert isinstance(outcome, ApiError)
             error = outcome
-            if self._secret in error.message:
-                error = _redacted(error, self._secret)
         # raised outside the except blocks: no __context__ holding the request (and its token)
         raise error
 
+    async def _through_seam(
+        self, method: str, url: str, body: bytes | None
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        """One request through the httpx transport interface; the body read as received
+        (``aiter_raw``: no decompression here) and no further than the bounds."""
+        request = httpx.Request(
+            method,
+            httpx.URL(url),
+            headers=self._post_headers if body is not None else self._get_headers,
+            content=body,
+            extensions=self._extensions,
+        )
+        response = await self._transport.handle_async_request(request)
+        status = response.status_code
+        limit = self._max_body + 1 if 200 <= status < 300 else MAX_ERROR_BODY_BYTES
+        headers: Mapping[str, str] = response.headers
+        try:
+            if response.is_stream_consumed:  # read already (httpx.MockTransport does), decoded
+                content = response.content[:limit]
+                headers = {k: v for k, v in headers.items() if k != "content-encoding"}
+            else:
+                content = await _read_at_most(response.aiter_raw(), limit)
+        finally:
+            await response.aclose()
+        return status, headers, content
+
     def _transport_error(self, exc: BaseException, customer_id: str) -> ApiError:
-        detail = _shorten(str(exc).replace(self._secret, "***"), 200) or type(exc).__name__
+        detail = redact_then_shorten(str(exc), self._redact, 200) or type(exc).__name__
         certificate = _certificate_problem(exc)
         if certificate is not None:
             # Not retried, and the run stops: a certificate does not fix itself.
             return CertificateError(
                 f"the server's TLS certificate cannot be trusted (certificate verify failed: "
-                f"{_shorten(certificate, 120)}); if the API uses a private certificate "
+                f"{redact_then_shorten(certificate, self._redact, 120)}); if the API uses a "
+                "private certificate "
                 "authority, give its certificate with --ca-bundle",
                 customer_id=customer_id,
             )
@@ -651,14 +906,32 @@ def _certificate_problem(exc: BaseException | None) -> str | None:
     return None
 
 
-def _redacted(error: ApiError, secret: str) -> ApiError:
-    return type(error)(
-        error.message.replace(secret, "***"),
-        status=error.status,
-        customer_id=error.customer_id,
-        code=error.code,
-        retry_after=error.retry_after,
-    )
+async def _read_at_most(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    """The first ``limit`` bytes of a stream, or all of it if shorter."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        parts.append(chunk[: limit - size])
+        size += len(parts[-1])
+        if size >= limit:
+            break
+    return b"".join(parts)
+
+
+_WANTED_HEADERS: Final = frozenset(
+    (b"content-encoding", b"content-type", b"location", b"retry-after")
+)
+
+
+def _answer_headers(raw: Any) -> Mapping[str, str]:
+    """The few headers :func:`classify` reads, from aiohttp's raw ``(name, value)`` bytes
+    (cheaper than a full header object on every request)."""
+    found: dict[str, str] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _WANTED_HEADERS:
+            found[lowered.decode("latin-1")] = value.decode("latin-1")
+    return found or _NO_HEADERS
 
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")

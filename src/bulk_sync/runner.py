@@ -40,6 +40,7 @@ from bulk_sync.files import lexists
 from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
+from bulk_sync.redaction import Redactor
 from bulk_sync.report import Journal, accepted_rows, journal_path_for, read_report, write_report
 from bulk_sync.uploader import (
     Job,
@@ -619,16 +620,20 @@ async def _upload(
             flow=uploader.flow_state() if uploader else None,
         )
 
+    # The client redacts what the server says; this second pass covers any sender.
+    redact = Redactor([token])
+
     def on_result(result: JobResult) -> None:
         nonlocal done_rows, done_customers, failed_rows, ok_rows, last_progress
         lines = []
         accepted: list[tuple[str, str]] = []
         outcomes: list[tuple[int, Status]] = []
         for pair, outcome in zip(result.job.pairs, result.outcomes, strict=True):
+            error = redact(outcome.error)
             for i in pair.indices:
                 ledger.status[i] = outcome.status
                 ledger.http[i] = outcome.http_status
-                ledger.error[i] = outcome.error
+                ledger.error[i] = error
                 ledger.attempts[i] = outcome.attempts
                 lines.append(ledger.line(i))
                 outcomes.append((i, outcome.status))

@@ -468,7 +468,24 @@ class Uploader:
 
 
 def _ok(pair: Pair, response: Mapping[str, str], attempts: int) -> PairOutcome:
-    return PairOutcome(Status.OK, 200, "", attempts, response.get(pair.attribute))
+    shown = response.get(pair.attribute)
+    status = getattr(response, "status", 200)
+    return PairOutcome(Status.OK, status, confirmation_note(pair, response, shown), attempts, shown)
+
+
+def confirmation_note(pair: Pair, response: Mapping[str, str], shown: str | None) -> str:
+    """The ``error`` of an ``ok`` row: empty when the API's answer shows the value sent
+    (confirmed), else why the write, accepted, is not confirmed."""
+    if shown == pair.value:
+        return ""
+    why = getattr(response, "note", "")
+    if not why:
+        why = (
+            "the answer does not include this attribute"
+            if shown is None
+            else "the answer shows another value for this attribute"
+        )
+    return f"accepted, not confirmed: {why}"
 
 
 def _describe(exc: ApiError, attempts: int) -> str:

@@ -285,7 +285,13 @@ def test_inbox_run_end_to_end(
     assert sorted(p.name for p in inbox.iterdir()) == ["fresh.csv"]
     names = sorted(p.name for p in archive.iterdir() if p.name != LOCK_NAME)
     reports = [n for n in names if n.endswith(".report.csv")]
-    assert [n for n in names if n not in reports] == ["failed", "monday.csv", "tuesday.csv"]
+    metas = [n for n in names if n.endswith(".report.csv.meta.json")]  # each report's facts
+    assert metas == [f"{n}.meta.json" for n in reports]
+    assert [n for n in names if n not in reports + metas] == [
+        "failed",
+        "monday.csv",
+        "tuesday.csv",
+    ]
     assert [n.split(".csv.")[0] for n in reports] == ["monday", "tuesday"]  # no journal left
     assert (archive / LOCK_NAME).exists()  # locked, although --state was not given
 

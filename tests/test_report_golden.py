@@ -170,7 +170,7 @@ async def _scenarios(tmp_path: Path, suffix: str) -> dict[str, Path]:
     return out
 
 
-_VOLATILE = ("written", "inputs", "base_url")
+_VOLATILE = ("written", "inputs", "base_url", "input files")
 
 
 def _xlsx_parts(path: Path) -> dict[str, bytes]:

@@ -9,6 +9,7 @@ thing, and never send what it should not.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from bulk_sync.emulator import EmulatorThread
 from bulk_sync.models import Status
 from bulk_sync.observability import metrics_text
 from bulk_sync.runner import Summary
-from helpers import write_csv
+from helpers import report_lines, write_csv
 
 FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\n"
 
@@ -301,3 +302,141 @@ def test_a_key_that_cannot_be_sent_is_exit_2_and_nothing_is_written(
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert sorted(p.name for p in out.iterdir()) == ["old.csv"]
+
+
+# -- 11.7: --resume is tied to the API it was made against ---------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx", ".csv.journal.jsonl"])
+def test_a_rehearsal_report_cannot_make_a_production_run_skip_everything(
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+    suffix: str,
+) -> None:
+    rehearsal, production = emulator_thread(), emulator_thread()
+    rows = [("C1", "plan", "gold"), ("C2", "plan", "silver")]
+    src = write_csv(tmp_path / "in.csv", rows)
+    report = tmp_path / ("rehearsal" + (".xlsx" if suffix == ".xlsx" else ".csv"))
+    result = run_cli("sync", str(src), "--report", str(report), "--base-url", rehearsal.base_url)
+    assert result.exit_code == 0, result.output
+    resume = report
+    if suffix.endswith(".jsonl"):  # as a killed run leaves it: the journal only
+        from bulk_sync.report import Journal, read_report
+
+        resume = tmp_path / "killed.csv.journal.jsonl"
+        header = {"report": "killed.csv", "base_url": rehearsal.base_url}
+        with Journal.open(resume, header) as journal:
+            journal.append([dataclasses.astuple(r) for r in read_report(report)])
+
+    out = tmp_path / "prod.csv"
+    result = run_cli(
+        "sync", str(src), "--resume", str(resume), "--report", str(out), "--base-url",
+        production.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"was made against {rehearsal.base_url}" in result.stderr
+    assert "--resume-any-url" in result.stderr
+    assert production.state.requests_total == 0
+    assert not out.exists()
+    # a dry run says the same
+    result = run_cli(
+        "sync", str(src), "--resume", str(resume), "--dry-run", "--base-url", production.base_url
+    )
+    assert result.exit_code == 2, result.output
+    # the operator who knows better says so
+    result = run_cli(
+        "sync", str(src), "--resume", str(resume), "--report", str(out), "--base-url",
+        production.base_url, "--resume-any-url",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "--resume-any-url" in result.stderr  # warned
+    assert production.state.requests_total == 0  # skipped, as asked
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_resuming_against_the_same_api_skips_what_was_done(
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+    suffix: str,
+) -> None:
+    server = emulator_thread(customers=frozenset({"C1"}))
+    src = write_csv(tmp_path / "in.csv", [("C1", "plan", "gold"), ("C2", "plan", "silver")])
+    first = tmp_path / f"first{suffix}"
+    result = run_cli("sync", str(src), "--report", str(first), "--base-url", server.base_url)
+    assert result.exit_code == 1, result.output  # C2 unknown: 404
+    before = server.state.requests_total
+    # The same API written with a trailing slash.
+    result = run_cli(
+        "sync", str(src), "--resume", str(first), "--report", str(tmp_path / "second.csv"),
+        "--base-url", server.base_url + "/",
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # C2 still unknown
+    assert server.state.requests_total == before + 1  # only C2 was sent again
+    assert [r["status"] for r in report_lines(tmp_path / "second.csv")] == ["skipped", "failed"]
+    assert "other input files" not in result.stderr
+
+
+def test_a_report_that_does_not_say_its_api_is_refused_unless_told(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    src = write_csv(tmp_path / "in.csv", [("C1", "plan", "gold"), ("C2", "plan", "silver")])
+    head = "source,sheet,row,customer_id,attribute,value,status,http_status,error,attempts\r\n"
+    old = tmp_path / "old.csv"  # as an older bulk-sync wrote it: no old.csv.meta.json
+    old.write_text(head + "in.csv,,2,C1,plan,gold,ok,200,,1\r\n")
+    out = tmp_path / "out.csv"
+    args = ["sync", str(src), "--resume", str(old), "--report", str(out), "--base-url",
+            server.base_url]  # fmt: skip
+    result = run_cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "does not say which API" in result.stderr
+    assert server.state.requests_total == 0
+    result = run_cli(*args, "--resume-any-url")
+    assert result.exit_code == 0, result.output
+    assert server.state.posts_by_customer == {"C2": 1}
+    # A report with nothing done skips nothing: it needs no check.
+    nothing = tmp_path / "nothing.csv"
+    nothing.write_text(head + "in.csv,,2,C1,plan,gold,failed,500,boom,5\r\n")
+    result = run_cli(
+        "sync", str(src), "--resume", str(nothing), "--report", str(tmp_path / "n.csv"),
+        "--base-url", server.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+
+
+def test_resuming_with_other_input_files_warns_and_names_them(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    import json
+
+    server = emulator_thread()
+    src = write_csv(tmp_path / "in.csv", [("C1", "plan", "gold")])
+    first = tmp_path / "first.csv"
+    assert run_cli("sync", str(src), "--report", str(first), "--base-url", server.base_url)
+    meta = json.loads((tmp_path / "first.csv.meta.json").read_text())
+    assert meta["base_url"] == server.base_url
+    [identity] = meta["input files"]
+    assert identity["file"] == "in.csv"
+    assert identity["bytes"] == src.stat().st_size
+    assert len(identity["sha256"]) == 64
+    write_csv(tmp_path / "in.csv", [("C1", "plan", "gold"), ("C2", "plan", "new")])
+    result = run_cli(
+        "sync", str(src), "--resume", str(first), "--report", str(tmp_path / "second.csv"),
+        "--base-url", server.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "other input files" in result.stderr
+    assert server.state.posts_by_customer == {"C1": 1, "C2": 1}
+
+
+def test_the_same_api_is_recognised_however_its_url_is_written() -> None:
+    from bulk_sync.provenance import same_api
+
+    assert same_api("https://api.example.com", "HTTPS://API.Example.com:443/")
+    assert same_api("http://127.0.0.1:8080/v1", "http://127.0.0.1:8080/v1/")
+    assert not same_api("https://api.example.com", "http://api.example.com")
+    assert not same_api("http://127.0.0.1:8080", "http://127.0.0.1:8081")
+    assert not same_api("https://api.example.com/v1", "https://api.example.com/v2")
+    assert not same_api("https://api.example.com", "https://api.example.com.evil.io")

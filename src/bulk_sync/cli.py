@@ -28,6 +28,7 @@ from bulk_sync.config import Settings, load_config
 from bulk_sync.errors import BulkSyncError, UsageError
 from bulk_sync.events import Event, EventHandler, Finished, FlowState, Planned, Progress
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
+from bulk_sync.provenance import path_identity
 from bulk_sync.report import JOURNAL_SUFFIX
 from bulk_sync.runner import (
     Shard,
@@ -170,6 +171,12 @@ def cli() -> None:
     type=click.Path(path_type=Path),
     help="Skip rows an earlier report (or its journal) marks ok.",
 )
+@click.option(
+    "--resume-any-url",
+    is_flag=True,
+    help="Resume even from a report made against another --base-url (or one that does not "
+    "say which).",
+)
 @click.option("--sheet", help="Which sheet of a workbook [the first].")
 @click.option(
     "--all-sheets", is_flag=True, default=None, help="Every sheet that has the required columns."
@@ -237,6 +244,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
                     report=opts["report"],
                     dry_run=opts["dry_run"],
                     resume=opts["resume"],
+                    resume_any_url=opts["resume_any_url"],
                     overwrite=opts["overwrite"],
                     shard=shard,
                     state=state,
@@ -299,6 +307,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                         stop=stop,
                         on_event=on_event,
                         inputs=[str(report_in)],
+                        input_files=[path_identity(report_in)],
                     ),
                     settings,
                     opts,

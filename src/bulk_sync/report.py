@@ -54,12 +54,17 @@ __all__ = [
     "escape",
     "is_dangerous",
     "journal_path_for",
+    "meta_path_for",
+    "read_journal_header",
+    "read_meta",
     "read_report",
     "unescape",
     "write_report",
 ]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
+META_SUFFIX = ".meta.json"  # beside a CSV report: what the XLSX's summary sheet holds
+_META_LIMIT = 1 << 20  # bytes of a sidecar or journal header read back
 JOURNAL_VERSION = 1
 
 # A line as written: the 10 fields of REPORT_COLUMNS.
@@ -132,19 +137,71 @@ def write_report(
     Each line holds the 10 fields of :data:`~bulk_sync.models.REPORT_COLUMNS` in order:
     texts as the user sees them (they are neutralized here), ``row`` and ``attempts``
     ints, ``status`` a :class:`~bulk_sync.models.Status` or its value, ``http_status``
-    an int or ``None``. ``summary`` becomes the XLSX's ``summary`` sheet (the CSV
-    has nowhere to put it and ignores it).
+    an int or ``None``. ``summary`` becomes the XLSX's ``summary`` sheet; a CSV, whose
+    columns are a contract, gets it as a JSON object in a file beside it
+    (:func:`meta_path_for`: ``out.csv.meta.json``), written first.
 
     Raises :class:`~bulk_sync.errors.UsageError` for any other suffix.
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".csv":
+        if summary is not None:
+            _write_meta(meta_path_for(path), summary)
         atomic_write(path, lambda f: _write_csv(f, cast(Iterable[_Line], lines)))
     elif suffix == ".xlsx":
         atomic_write(path, lambda f: _write_xlsx(f, cast(Iterable[_Line], lines), summary or {}))
     else:
         raise UsageError(f"{path}: a report must end in .csv or .xlsx, not {path.suffix!r}")
+
+
+def meta_path_for(report_path: Path) -> Path:
+    """Where the facts of a CSV report live: ``out.csv`` -> ``out.csv.meta.json``."""
+    report_path = Path(report_path)
+    return report_path.with_name(report_path.name + META_SUFFIX)
+
+
+def _write_meta(path: Path, summary: Mapping[str, object]) -> None:
+    doc = {"bulk_sync_report": 1, **summary}
+    data = (json.dumps(doc, ensure_ascii=True, indent=2, default=str) + "\n").encode("ascii")
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
+
+
+def read_meta(report_path: Path) -> dict[str, object] | None:
+    """The facts written with a report (summary sheet of an XLSX, sidecar of a CSV), or
+    ``None`` when there are none (an older report, a sidecar not kept)."""
+    report_path = Path(report_path)
+    suffix = report_path.suffix.lower()
+    if suffix == ".xlsx":
+        return _read_xlsx_summary(report_path)
+    if suffix != ".csv":
+        return None
+    doc = _read_json_head(meta_path_for(report_path), whole=True)
+    return doc if doc is not None and "bulk_sync_report" in doc else None
+
+
+def read_journal_header(path: Path) -> dict[str, object] | None:
+    """The header object of a journal (its first line), or ``None``."""
+    doc = _read_json_head(Path(path), whole=False)
+    return doc if doc is not None and "bulk_sync_journal" in doc else None
+
+
+def _read_json_head(path: Path, *, whole: bool) -> dict[str, object] | None:
+    """A JSON object: the whole file, or its first line; ``None`` when missing or not one."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_META_LIMIT) if whole else f.readline(_META_LIMIT)
+    except OSError:
+        return None
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def _status_text(status: str) -> str:
@@ -696,6 +753,26 @@ def _xlsx_decode(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     return str(v)
+
+
+def _read_xlsx_summary(path: Path) -> dict[str, object] | None:
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception:  # zipfile/XML errors of many kinds: no facts to read
+        return None
+    try:
+        if "summary" not in wb.sheetnames:
+            return None
+        facts: dict[str, object] = {}
+        for k, row in enumerate(wb["summary"].iter_rows(values_only=True)):
+            if k == 0 or not row or row[0] is None:
+                continue
+            facts[_xlsx_decode(row[0])] = _xlsx_decode(row[1]) if len(row) > 1 else ""
+        return facts
+    finally:
+        wb.close()
 
 
 def _read_xlsx(path: Path) -> Iterator[_Raw]:

@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +40,7 @@ from bulk_sync.files import lexists
 from bulk_sync.grouping import group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
+from bulk_sync.provenance import INPUT_FILES, check_resume, path_identity
 from bulk_sync.redaction import Redactor
 from bulk_sync.report import Journal, accepted_rows, journal_path_for, read_report, write_report
 from bulk_sync.uploader import (
@@ -436,6 +437,7 @@ async def run_tables(
     clock: Callable[[], float] = time.monotonic,
     sleep: Sleep | None = None,
     inputs: Sequence[str] = (),
+    input_files: Sequence[Mapping[str, object]] = (),
 ) -> Summary:
     """Validate, group, upload (unless ``dry_run``) and report tables already loaded.
 
@@ -487,9 +489,16 @@ async def run_tables(
             started=started,
             state=state,
             inputs=inputs,
+            input_files=input_files,
         )
     else:
-        _finish(ledger, report, None, {"mode": "dry run" if dry_run else "sync", "inputs": inputs})
+        facts: dict[str, object] = {
+            "mode": "dry run" if dry_run else "sync",
+            "inputs": inputs,
+            "base_url": settings.base_url,
+            INPUT_FILES: list(input_files),
+        }
+        _finish(ledger, report, None, facts)
     elapsed = clock() - started
     counts = ledger.counts()
     rows_in_report = sum(counts.values())
@@ -570,6 +579,7 @@ async def _upload(
     started: float,
     state: Any,
     inputs: Sequence[str],
+    input_files: Sequence[Mapping[str, object]],
 ) -> UploadStats:
     ledger = the_plan.ledger
     jobs: list[Job] = []
@@ -588,7 +598,15 @@ async def _upload(
     jobs_left: Counter[str] = Counter(j.customer_id for j in jobs)
 
     journal_path = journal_path_for(report)
-    journal = Journal.open(journal_path, {"report": str(report), "pid": os.getpid()})
+    journal = Journal.open(
+        journal_path,
+        {
+            "report": str(report),
+            "pid": os.getpid(),
+            "base_url": settings.base_url,
+            INPUT_FILES: list(input_files),
+        },
+    )
     skipped = [
         ledger.line(i)
         for i, s in enumerate(ledger.status)
@@ -696,6 +714,7 @@ async def _upload(
             "mode": "sync",
             "inputs": list(inputs),
             "base_url": settings.base_url,
+            INPUT_FILES: list(input_files),
             "requests": stats.requests,
             "retries": stats.retries,
             "stopped early": stats.halted or "no",
@@ -759,9 +778,13 @@ async def sync_async(
     on_progress: ProgressCallback | None = None,
     on_event: EventHandler | None = None,
     sleep: Sleep | None = None,
+    resume_any_url: bool = False,
 ) -> Summary:
     """Load, validate, upload and report. Raises :class:`UsageError` (exit 2) before
     anything is sent when the command, config or input cannot be used.
+
+    ``resume`` is refused when it was made against another base URL (or does not say
+    which) unless ``resume_any_url`` (:mod:`bulk_sync.provenance`).
 
     ``on_event`` follows the run (:mod:`bulk_sync.events`); setting ``stop`` stops it."""
     settings = settings or Settings()
@@ -776,7 +799,7 @@ async def sync_async(
         return await _sync_checked(
             paths, settings, report_path, token=token, dry_run=dry_run, resume=resume_path,
             shard=shard, state=state, full=full, sender=sender, stop=stop,
-            emit=_handlers(on_event, on_progress), sleep=sleep,
+            emit=_handlers(on_event, on_progress), sleep=sleep, resume_any_url=resume_any_url,
         )  # fmt: skip
     except BaseException:
         release_report(report_path)
@@ -798,6 +821,7 @@ async def _sync_checked(
     stop: asyncio.Event | None,
     emit: EventHandler,
     sleep: Sleep | None,
+    resume_any_url: bool = False,
 ) -> Summary:
     resume_path = resume
     for p in paths:  # the cheapest check first: a typo in a file name names the file
@@ -815,8 +839,10 @@ async def _sync_checked(
                 "(or run with --dry-run)"
             )
         check_base_url(settings, token)
-    if resume_path is not None:
-        accepted_rows(resume_path)  # fail early (exit 2) if it cannot be read
+    input_files = [path_identity(p) for p in paths]
+    # fail early (exit 2) if it cannot be read, or was made against another API
+    if resume_path is not None and accepted_rows(resume_path):
+        check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
     tables = load(paths, load_options(settings))
     log.info(
         "read %d rows from %s",
@@ -846,6 +872,7 @@ async def _sync_checked(
         on_event=emit,
         sleep=sleep,
         inputs=[str(p) for p in paths],
+        input_files=input_files,
     )
 
 

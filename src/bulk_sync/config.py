@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from bulk_sync.errors import ConfigError
+from bulk_sync.redaction import Redactor
 
 DEFAULT_BASE_URL = "https://api.invisiblecollector.com"
 DEFAULT_TOKEN_ENV = "IC_API_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -33,7 +34,6 @@ LogFormat = Literal["text", "json"]
 # 32 or more hex digits anywhere in a text: the shape of an API key (64 hex digits).
 _TOKEN_LIKE = re.compile(r"[0-9a-fA-F]{32,}")
 _SECRET_KEYS = {"token", "api_token", "api_key", "apikey", "key", "secret", "password"}
-KEY_PIECE = 16  # this many consecutive characters of the actual key count as the key
 MAX_CONFIG_BYTES = 1 << 20
 MAX_CONFIG_DEPTH = 10
 RENAMED = {
@@ -270,17 +270,18 @@ def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "", *, k
     """Refuse anything that looks like an API key, at any depth, without quoting it.
 
     Key-like: 32+ hex digits anywhere in a setting's name or text value (``Bearer <key>``,
-    ``https://host/?api_key=<key>``, ``"Bearer: <key>"`` as a header), or any
-    :data:`KEY_PIECE` consecutive characters of the actual key ``key`` (case aside).
+    ``https://host/?api_key=<key>``, ``"Bearer: <key>"`` as a header), or what
+    :class:`~bulk_sync.redaction.Redactor` would mask of the actual key ``key`` (16
+    consecutive characters of it, any case).
     """
-    pieces = _pieces(key)
+    redactor = Redactor([key])  # the one rule for "holds the key" (runs of 16, any case)
     for raw_key, value in data.items():
         name_text = str(raw_key)
         setting = name_text.strip().replace("-", "_").lower()
-        key_is_token = _looks_like_key(name_text, pieces)
+        key_is_token = _looks_like_key(name_text, redactor)
         name = "a key" if key_is_token else repr(f"{parent}{raw_key}")
         values = value if isinstance(value, list) else [value]
-        value_is_token = any(isinstance(v, str) and _looks_like_key(v, pieces) for v in values)
+        value_is_token = any(isinstance(v, str) and _looks_like_key(v, redactor) for v in values)
         if setting == "token_env" and not parent:
             if value_is_token:
                 raise ConfigError(
@@ -300,19 +301,5 @@ def _refuse_secrets(data: Mapping[str, Any], origin: str, parent: str = "", *, k
                 _refuse_secrets(v, origin, f"{parent}{raw_key}.", key=key)
 
 
-def _pieces(key: str) -> frozenset[str]:
-    """The runs of :data:`KEY_PIECE` characters of ``key`` (the whole key if shorter;
-    nothing for a key under 8 characters, which would match too much)."""
-    folded = key.casefold()
-    if len(folded) < 8:
-        return frozenset()
-    if len(folded) <= KEY_PIECE:
-        return frozenset({folded})
-    return frozenset(folded[i : i + KEY_PIECE] for i in range(len(folded) - KEY_PIECE + 1))
-
-
-def _looks_like_key(text: str, pieces: frozenset[str]) -> bool:
-    if _TOKEN_LIKE.search(text):
-        return True
-    folded = text.casefold()
-    return any(piece in folded for piece in pieces)
+def _looks_like_key(text: str, key: Redactor) -> bool:
+    return bool(_TOKEN_LIKE.search(text)) or key.leaks(text)

@@ -7,8 +7,9 @@ Everything is read as text; nothing is guessed into numbers:
 - booleans: ``true`` / ``false``;
 - integers, and floats that are whole numbers: their digits (``12345``, never
   ``12345.0``, never scientific: ``1e20`` is ``100000000000000000000``);
-- other floats: the shortest form that reads back as the same number, without an
-  exponent (``3.5``, ``0.1``, ``0.30000000000000004``, ``0.0000001``);
+- other floats: rounded to 15 significant digits, as Excel shows them, then the shortest
+  form without an exponent (``3.5``, ``0.1``, ``0.0000001``; ``3.9299999999999997``, a
+  binary artefact of ``3.93``, is ``3.93``);
 - NaN and infinities: empty (a cell with no usable value);
 - dates ``YYYY-MM-DD``; date-times ``YYYY-MM-DDTHH:MM:SS``; times ``HH:MM:SS``;
   fractional seconds, when there are any, follow as ``.fff`` (whole milliseconds, which
@@ -25,11 +26,23 @@ so such cells read as ``YYYY-MM-DD``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 
-__all__ = ["cell_to_str", "float_to_str", "normalize_header"]
+from bulk_sync import numfmt
+from bulk_sync.numfmt import Kind
+
+__all__ = [
+    "CellText",
+    "cell_to_str",
+    "float_to_str",
+    "formatted_cell",
+    "normalize_header",
+]
 
 
 def _fraction(microsecond: int) -> str:
@@ -40,22 +53,19 @@ def _fraction(microsecond: int) -> str:
     return f".{microsecond:06d}"
 
 
-_EXACT_INTEGERS = 2.0**53  # below this every whole float is exactly an integer
-
-
 def float_to_str(value: float) -> str:
-    """A float as a person would type it: no ``.0`` on whole numbers, no exponent."""
+    """A float as a person would type it: no ``.0`` on whole numbers, no exponent, at most
+    15 significant digits (Excel keeps and shows no more)."""
     if not math.isfinite(value):
         return ""
-    if value.is_integer():
-        if abs(value) < _EXACT_INTEGERS:
-            return str(int(value))
-        # Beyond 2**53 a float's binary expansion has digits nobody typed
-        # (12345678901234567890 is stored as ...69216): its shortest form instead.
-        text = repr(value)
-        return text[:-2] if text.endswith(".0") else format(Decimal(text), "f")
+    if value == 0:
+        return "0"
     text = repr(value)
-    if "e" in text or "E" in text:
+    if len(text) > 16:  # more than 15 significant digits: round as Excel shows it
+        text = f"{value:.15g}"
+    elif text.endswith(".0"):
+        return text[:-2]
+    if "e" in text:
         return format(Decimal(text), "f")
     return text
 
@@ -123,3 +133,211 @@ def normalize_header(text: str) -> str:
     separators (and a stray byte-order mark) at either end are dropped.
     """
     return _SEPARATORS.sub("_", text.casefold()).strip("_\ufeff")
+
+
+# --------------------------------------------------------------------------- formats
+
+
+@dataclass(frozen=True, slots=True)
+class CellText:
+    """What is sent for a number cell with a format, and what a person sees when that
+    differs (``shown`` is empty when they are the same)."""
+
+    sent: str
+    shown: str = ""
+
+
+_DATE_KINDS = (Kind.DATE, Kind.TIME, Kind.DATETIME, Kind.ELAPSED)
+
+
+def _elapsed_text(value: dt.timedelta, width: int) -> str:
+    text = _timedelta_to_str(value)
+    sign = "-" if text.startswith("-") else ""
+    hours, _, rest = text.lstrip("-").partition(":")
+    return f"{sign}{hours.zfill(width)}:{rest}"
+
+
+def _exact_percent(value: float) -> tuple[str, Decimal]:
+    scaled = Decimal(f"{value * 100:.15g}")
+    return float_to_str(float(scaled)) + "%", scaled
+
+
+def formatted_cell(
+    value: object,
+    code: str,
+    *,
+    date1904: bool = False,
+    as_shown: bool = False,
+    want_shown: bool = True,
+) -> CellText:
+    """The text of a cell whose format code is ``code`` (README "How cells become
+    strings"): a format of zeros gives the padded digits, a percentage its percent text,
+    a date, time or duration format ISO text or ``H:MM:SS``; any other format
+    (separators, currency, rounding, scientific, fractions) the exact number, with what
+    is shown beside it, unless ``as_shown``. ``want_shown=False`` skips drawing what is
+    shown for display-only formats (the caller already has its example)."""
+    if type(value) is bool or not isinstance(value, (int, float, dt.date, dt.time, dt.timedelta)):
+        return CellText(cell_to_str(value))
+    if isinstance(value, (dt.date, dt.time, dt.timedelta)):
+        section = numfmt.parse(code)[0]
+        if isinstance(value, dt.timedelta) and section.kind == Kind.ELAPSED:
+            return CellText(_elapsed_text(value, section.hour_width))
+        if isinstance(value, dt.datetime) and section.kind == Kind.DATE:
+            return CellText(value.date().isoformat())
+        if isinstance(value, dt.datetime) and section.kind == Kind.TIME:
+            return CellText(cell_to_str(value.time()))
+        return CellText(cell_to_str(value))
+    number = float(value)
+    if not math.isfinite(number):
+        return CellText("")
+    section, _ = numfmt.section_for(code, number)
+    kind = section.kind
+    if kind == Kind.GENERAL:
+        return CellText(cell_to_str(value))
+    if kind in _DATE_KINDS:
+        return CellText(_serial_text(number, section, date1904, value))
+    if kind == Kind.ZERO_PADDED and number.is_integer():
+        padded = _zero_padding(section)
+        if padded is not None and number >= 0:
+            prefix, width, suffix = padded
+            return CellText(f"{prefix}{int(number):0{width}d}{suffix}")
+        return CellText(numfmt.render_number(code, number).strip())
+    if kind == Kind.PERCENT:
+        percent, scaled = _exact_percent(number)
+        if scaled == scaled.quantize(Decimal(1).scaleb(-_decimal_places(section))):
+            return CellText(numfmt.render_number(code, number).strip())
+        exact = percent
+    elif not (want_shown or as_shown):
+        return CellText(cell_to_str(value))  # a display-only format: the exact number
+    else:
+        exact = cell_to_str(value)
+    if not (want_shown or as_shown):
+        return CellText(exact)
+    shown = numfmt.render_number(code, number).strip()
+    if as_shown or shown == exact:
+        return CellText(shown)
+    return CellText(exact, shown)
+
+
+def _serial_text(number: float, section: numfmt.Section, date1904: bool, value: object) -> str:
+    kind = section.kind
+    if kind == Kind.ELAPSED:
+        ms = round(number * 86_400_000)
+        return _elapsed_text(dt.timedelta(milliseconds=ms), section.hour_width)
+    try:
+        moment = numfmt.serial_to_datetime(number, date1904)
+    except (OverflowError, ValueError):  # far outside what a calendar shows
+        return cell_to_str(value)
+    if kind == Kind.TIME:
+        return cell_to_str(moment.time())
+    if kind == Kind.DATE:
+        return moment.date().isoformat()
+    return cell_to_str(moment)
+
+
+@functools.lru_cache(maxsize=256)
+def _zero_padding(section: numfmt.Section) -> tuple[str, int, str] | None:
+    """(text before, number of zeros, text after) of a format that is one run of zeros
+    between literals; None for other shapes (``000-00-0000``)."""
+    types = "".join("0" if t == "0" else "L" for t, _ in section.tokens)
+    match = re.fullmatch(r"(L*)(0+)(L*)", types)
+    if match is None:
+        return None
+    texts = [v for _, v in section.tokens]
+    before = "".join(texts[: match.end(1)])
+    after = "".join(texts[match.start(3) :])
+    return before, len(match.group(2)), after
+
+
+def _decimal_places(section: numfmt.Section) -> int:
+    types = [t for t, _ in section.tokens]
+    if "." not in types:
+        return 0
+    return sum(1 for t in types[types.index(".") + 1 :] if t in "0#?")
+
+
+# --------------------------------------------------------------------------- fast paths
+
+_DAY_MS = 86_400_000
+_MAX_SERIAL = 2_958_465  # 9999-12-31
+
+
+@functools.lru_cache(maxsize=256)
+def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None] | None:
+    """A quick function giving the sent text of a number under ``code``, for the common
+    shapes of the formats that change it (zeros, dates, times, durations, simple
+    percentages); it answers None for a number it does not handle, which then goes
+    through :func:`formatted_cell`. None when there is no quick path for ``code``.
+    It gives no notice: for percentages (which may be rounded for display) use it once
+    the column's notice is found."""
+    sections, conditional = numfmt.number_sections(code)
+    if conditional:
+        return None
+    section = sections[0]
+    kind = section.kind
+    positive_only = len(sections) > 1  # other sections show negatives (and zero)
+    if kind == Kind.ZERO_PADDED:
+        padded = _zero_padding(section)
+        if padded is None:
+            return None
+        before, width, after = padded
+
+        def zeros(v: float) -> str | None:
+            if v < 0 or v != int(v) or (positive_only and v == 0) or v >= 1e15:
+                return None
+            return f"{before}{int(v):0{width}d}{after}"
+
+        return zeros
+    if kind in _DATE_KINDS:
+        return _fast_serial(section, date1904, positive_only)
+    if kind == Kind.PERCENT:
+        types = "".join(t if t in "0#.%" else "L" for t, _ in section.tokens)
+        match = re.fullmatch(r"[#0]*0(?:\.(0+))?%", types)
+        if match is None:
+            return None
+        places = len(match.group(1) or "")
+        step = Decimal(1).scaleb(-places)
+
+        def percent(v: float) -> str | None:
+            if v < 0 or (positive_only and v == 0):
+                return None
+            scaled = Decimal(f"{v * 100:.15g}")
+            if scaled != scaled.quantize(step):  # rounded for display: the exact percentage
+                return float_to_str(float(scaled)) + "%"
+            return f"{scaled:.{places}f}%"
+
+        return percent
+    return None
+
+
+def _fast_serial(
+    section: numfmt.Section, date1904: bool, positive_only: bool
+) -> Callable[[float], str | None]:
+    kind = section.kind
+    width = section.hour_width
+    base = dt.date(1904, 1, 1) if date1904 else dt.date(1899, 12, 31)
+
+    def serial(v: float) -> str | None:
+        if v < 0 or v > _MAX_SERIAL or (positive_only and v == 0):
+            return None
+        if kind == Kind.ELAPSED:
+            ms = round(v * _DAY_MS)
+            seconds, milli = divmod(ms, 1000)
+            minutes, second = divmod(seconds, 60)
+            hours, minute = divmod(minutes, 60)
+            frac = f".{milli:03d}" if milli else ""
+            return f"{hours:0{width}d}:{minute:02d}:{second:02d}{frac}"
+        if not date1904 and v >= 61:
+            v -= 1
+        days, ms = divmod(round(v * _DAY_MS), _DAY_MS)
+        if kind == Kind.DATE:
+            return (base + dt.timedelta(days=days)).isoformat()
+        seconds, milli = divmod(ms, 1000)
+        minutes, second = divmod(seconds, 60)
+        hour, minute = divmod(minutes, 60)
+        clock = f"{hour:02d}:{minute:02d}:{second:02d}{f'.{milli:03d}' if milli else ''}"
+        if kind == Kind.TIME:
+            return clock
+        return f"{(base + dt.timedelta(days=days)).isoformat()}T{clock}"
+
+    return serial

@@ -68,6 +68,7 @@ class Settings:
     all_sheets: bool = False
     wide: bool = False
     columns: Mapping[str, str] = field(default_factory=dict)
+    cells: str = "exact"  # "as_shown": display-only number formats sent as shown
     max_customer_id_length: int | None = None
     max_attribute_length: int | None = None
     max_value_length: int | None = None
@@ -116,6 +117,8 @@ class Settings:
                 "ca_bundle and insecure_skip_tls_verify contradict each other: with the "
                 "CA bundle certificates can be checked, so remove insecure_skip_tls_verify"
             )
+        if self.cells not in ("exact", "as_shown"):
+            raise ConfigError(f"cells must be 'exact' or 'as_shown' (got {self.cells!r})")
         unknown = set(self.columns) - {"customer_id", "attribute", "value"}
         if unknown:
             raise ConfigError(

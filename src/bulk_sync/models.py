@@ -47,6 +47,28 @@ class Field(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CellNotice:
+    """A workbook column whose numbers are sent otherwise than a person sees them (a
+    display-only format: thousands separators, currency, rounding, ...), with one
+    example. One per sheet and column; front ends show :attr:`message`."""
+
+    source: str
+    sheet: str
+    column: str  # the column's letters, e.g. "C"
+    header: str  # the header text of that column
+    row: int  # the example's spreadsheet row
+    sent: str
+    shown: str
+
+    @property
+    def message(self) -> str:
+        return (
+            f"sheet {self.sheet!r}, column {self.column}: {self.sent} is shown as "
+            f"{self.shown}; the exact number is sent"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Table:
     """Rows loaded from one file (CSV/TSV) or one sheet of a workbook, as strings.
 
@@ -71,6 +93,8 @@ class Table:
     skips: tuple[tuple[int, str], ...] = ()
     """Rows with nothing to send that the report still lists: (local index, note), e.g. a
     customer of a wide file whose every attribute cell is empty. They end ``skipped``."""
+    notices: tuple[CellNotice, ...] = ()
+    """Columns sent otherwise than shown (display-only number formats), one per column."""
 
     def __len__(self) -> int:
         return len(self.rows)

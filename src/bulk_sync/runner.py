@@ -416,6 +416,7 @@ def load_options(settings: Settings) -> LoadOptions:
         all_sheets=settings.all_sheets,
         wide=settings.wide,
         columns=dict(settings.columns),
+        cells=settings.cells,
     )
 
 

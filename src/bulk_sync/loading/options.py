@@ -20,6 +20,7 @@ WORKBOOK_EXTENSIONS: dict[str, str] = {
 }
 CANDIDATE_DELIMITERS: tuple[str, ...] = (",", ";", "\t", "|")
 LOGICAL_COLUMNS: tuple[str, str, str] = ("customer_id", "attribute", "value")
+CELL_MODES: tuple[str, ...] = ("exact", "as_shown")
 
 _DELIMITER_NAMES = {
     "tab": "\t",
@@ -62,6 +63,7 @@ class LoadOptions:
     max_uncompressed_bytes: int = 2 * GiB
     max_compression_ratio: int = 200
     max_cell_chars: int = 100_000
+    cells: str = "exact"  # "as_shown": numbers with a display-only format sent as shown
 
     def __post_init__(self) -> None:
         if self.encoding is not None:
@@ -71,6 +73,10 @@ class LoadOptions:
                 raise ConfigError(f"unknown encoding {self.encoding!r}") from None
         if self.delimiter is not None:
             object.__setattr__(self, "delimiter", parse_delimiter(self.delimiter))
+        if self.cells not in CELL_MODES:
+            raise ConfigError(
+                f"cells: {self.cells!r} is not one of " + ", ".join(repr(m) for m in CELL_MODES)
+            )
         if self.sheet is not None and self.all_sheets:
             raise ConfigError("give either a sheet name or all sheets, not both")
         columns: dict[str, str] = {}

@@ -4,22 +4,31 @@ below a title, a sheet's cells to a :class:`Table`."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import datetime as dt
 import io
 import logging
 import os
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import python_calamine as calamine
 
-from bulk_sync.cells import cell_to_str
+from bulk_sync import numfmt
+from bulk_sync.cells import cell_to_str, fast_sent, formatted_cell
 from bulk_sync.errors import InputError
+from bulk_sync.loading import ooxml
 from bulk_sync.loading.container import check_workbook_container
 from bulk_sync.loading.layout import build_table, column_letter, find_columns, find_layout
+from bulk_sync.loading.ooxml import column_letters as letters
 from bulk_sync.loading.options import LoadOptions
 from bulk_sync.loading.sandbox import ISOLATE_MAX_BYTES, isolated
-from bulk_sync.models import Table
+from bulk_sync.models import CellNotice, Table
 
 log = logging.getLogger("bulk_sync.loading")
 
@@ -68,6 +77,7 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
         raise _calamine_error(exc, fmt, source) from None
     try:
         names = _select_sheets(workbook, source, options)
+        styles = _styles_of(data, fmt)
         tables: list[Table] = []
         skipped: list[str] = []
         for name in names:
@@ -81,7 +91,7 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
                     raise
                 raise _calamine_error(exc, fmt, source, name) from None
             try:
-                table = _grid_table(grid, source, name, options)
+                table = _grid_table(grid, source, name, options, styles.sheet(name))
             except InputError as exc:
                 if not options.all_sheets:
                     raise
@@ -182,7 +192,11 @@ def _title_rows_skipped(
 
 
 def _grid_table(
-    grid: list[list[Any]], source: str, sheet: str, options: LoadOptions
+    grid: list[list[Any]],
+    source: str,
+    sheet: str,
+    options: LoadOptions,
+    formats: SheetFormats | None = None,
 ) -> Table | None:
     """The table of one sheet's cells (``grid[i]`` is spreadsheet row ``i + 1``), or None
     when the sheet has no non-blank row."""
@@ -206,10 +220,131 @@ def _grid_table(
     width = len(header)
     if min(map(len, body), default=width) < width:  # calamine gives rectangles; be safe
         body = [row if len(row) >= width else [*row, *([""] * (width - len(row)))] for row in body]
-    columns = [
-        [c.strip() if type(c) is str else cell_to_str(c) for c in map(itemgetter(j), body)]
-        for j in layout.needed
-    ]
     first = header_at + 2
+    found = formats.of(layout.needed) if formats is not None else {}
+    columns: list[list[str]] = []
+    notices: list[CellNotice] = []
+    for j in layout.needed:
+        codes = found.get(j)
+        if not codes:
+            columns.append(
+                [c.strip() if type(c) is str else cell_to_str(c) for c in map(itemgetter(j), body)]
+            )
+            continue
+        assert formats is not None
+        column, notice = _formatted_column(
+            [row[j] for row in body], codes, first, formats.date1904, options.cells == "as_shown"
+        )
+        columns.append(column)
+        if notice is not None:
+            row, sent, shown = notice
+            notices.append(CellNotice(source, sheet, letters(j), header[j], row, sent, shown))
+    for n in notices:
+        log.warning("%s: %s", source, n.message)
     rows = range(first, first + len(body))
-    return build_table(source, sheet, layout, columns, rows, {})
+    table = build_table(source, sheet, layout, columns, rows, {})
+    return dataclasses.replace(table, notices=tuple(notices)) if notices else table
+
+
+def _formatted_column(
+    cells: list[Any], codes: Mapping[str, Any], first: int, date1904: bool, as_shown: bool
+) -> tuple[list[str], tuple[int, str, str] | None]:
+    """The texts of one column's cells, whose formats are ``codes`` (a format code to the
+    1-based rows of its cells), and the first cell (row, sent, shown) whose text differs
+    from what a person sees, if any."""
+    n = len(cells)
+    plan: list[tuple[str, list[int]]] = []
+    rewritten = np.zeros(n, dtype=bool)
+    for code, rows in codes.items():
+        positions = rows - first
+        positions = np.sort(positions[(positions >= 0) & (positions < n)])
+        plan.append((code, positions.tolist()))
+        if as_shown or numfmt.changes_numbers(code):
+            rewritten[positions] = True
+    column = [
+        "" if skip else c.strip() if type(c) is str else cell_to_str(c)
+        for c, skip in zip(cells, rewritten.tolist(), strict=True)
+    ]
+    notice: tuple[int, str, str] | None = None
+    for code, positions in plan:
+        changes = as_shown or numfmt.changes_numbers(code)
+        if not changes and notice is not None:
+            continue  # display-only: the exact numbers are already there
+        fast = fast_sent(code, date1904)
+        quiet = numfmt.parse(code)[0].kind != numfmt.Kind.PERCENT  # never a notice
+        for k in positions:
+            value = cells[k]
+            kind = type(value)
+            if kind is float and fast is not None and (quiet or notice is not None):
+                sent = fast(value)
+                if sent is not None:
+                    column[k] = sent
+                    continue
+            if kind is str or kind is dt.date:  # text, or a date the reader already made
+                if changes:
+                    column[k] = cell_to_str(value)
+                continue
+            text = formatted_cell(
+                value, code, date1904=date1904, as_shown=as_shown, want_shown=notice is None
+            )
+            column[k] = text.sent
+            if text.shown and (notice is None or k + first < notice[0]):
+                notice = (k + first, text.sent, text.shown)
+                if not changes:
+                    break
+    return column, notice
+
+
+class SheetFormats:
+    """The number formats of one sheet's cells, read on demand for the needed columns."""
+
+    def __init__(
+        self, read: Callable[[Sequence[int]], dict[int, dict[str, Any]]], date1904: bool
+    ) -> None:
+        self._read = read
+        self.date1904 = date1904
+
+    def of(self, columns: Sequence[int]) -> dict[int, dict[str, Any]]:
+        return self._read(columns)
+
+
+class _Styles:
+    """Per-sheet formats of a workbook (XLSX/XLSM); none for the other kinds (yet)."""
+
+    def __init__(self, data: WorkbookData | None = None) -> None:
+        self._data = data
+        self._archive: zipfile.ZipFile | None = None
+        self._package: ooxml.Package | None = None
+        self._styles: list[str | None] = []
+        if data is None:
+            return
+        try:
+            self._archive = zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data))
+            self._package = ooxml.open_package(self._archive)
+            if self._package is not None:
+                self._styles = ooxml.style_formats(self._archive, self._package)
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
+            self._package = None
+
+    def sheet(self, name: str) -> SheetFormats | None:
+        package, archive = self._package, self._archive
+        if package is None or archive is None or not any(self._styles):
+            return None
+        part = package.sheets.get(name)
+        if part is None:
+            return None
+
+        def read(columns: Sequence[int]) -> dict[int, dict[str, Any]]:
+            try:
+                xml = archive.read(part)
+            except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
+                return {}
+            return ooxml.cell_styles(xml, columns, self._styles)
+
+        return SheetFormats(read, package.date1904)
+
+
+def _styles_of(data: WorkbookData, fmt: str) -> _Styles:
+    if fmt in ("XLSX", "XLSM"):
+        return _Styles(data)
+    return _Styles()

@@ -1,0 +1,235 @@
+"""Number formats: cells as a person sees them (issue 15, A1-A4, A6, A7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from bulk_sync.cells import CellText, fast_sent, formatted_cell
+from bulk_sync.errors import ConfigError
+from bulk_sync.loading import LoadOptions, load_file
+from bulk_sync.numfmt import Kind, parse, render_number
+
+HEADER = ["customer_id", "attribute", "value"]
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "shown"),
+    [
+        ("00000000", 48929, "00048929"),
+        ('"C-"0000', 12, "C-0012"),
+        ("000-00-0000", 123456789, "123-45-6789"),
+        ("0.0%", 0.974, "97.4%"),
+        ("0%", 0.125, "13%"),
+        ("#,##0", 1758.331589, "1,758"),
+        ("#,##0.00", 1234567.891, "1,234,567.89"),
+        ("0,000", 5, "0,005"),
+        ("#,##0,", 1234567, "1,235"),
+        ("0.00E+00", 12345.678, "1.23E+04"),
+        ("##0.0E+0", 12345, "12.3E+3"),
+        ("# ?/?", 1.5, "1 1/2"),
+        ("# ?/8", 2.25, "2 2/8"),
+        ("$#,##0.00_);($#,##0.00)", -1234.5, "($1,234.50)"),
+        ('#,##0.00 "€"', 1234.5, "1,234.50 €"),
+        ("[$€-407] #,##0.00", 9.5, "€ 9.50"),
+        ("0.00", 3.5, "3.50"),
+        ("0", 2.5, "3"),
+        ("#,##0;[Red]-#,##0", -1234, "-1,234"),
+        ("0.0%", -0.5, "-50.0%"),
+        ('_(* #,##0_);_(* (#,##0);_(* "-"_);_(@_)', 0, "-"),
+        ("General", 0.1, "0.1"),
+    ],
+)
+def test_numbers_render_as_excel_shows_them(code: str, value: float, shown: str) -> None:
+    assert render_number(code, value).strip() == shown
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("General", Kind.GENERAL),
+        ("@", Kind.GENERAL),
+        ("00000", Kind.ZERO_PADDED),
+        ('"C-"0000', Kind.ZERO_PADDED),
+        ("0", Kind.DISPLAY),
+        ("0.0%", Kind.PERCENT),
+        ("yyyy-mm-dd", Kind.DATE),
+        ("d/m/yy", Kind.DATE),
+        ("mmm-yy", Kind.DATE),
+        ("hh:mm", Kind.TIME),
+        ("mm:ss", Kind.TIME),
+        ("h:mm AM/PM", Kind.TIME),
+        ("m/d/yy h:mm", Kind.DATETIME),
+        ("[h]:mm:ss", Kind.ELAPSED),
+        ("[mm]:ss", Kind.ELAPSED),
+        ("[$-409]mmmm d, yyyy;@", Kind.DATE),
+        ("[Red]#,##0.00", Kind.DISPLAY),
+    ],
+)
+def test_format_sections_are_classified(code: str, kind: Kind) -> None:
+    assert parse(code)[0].kind == kind
+
+
+@pytest.mark.parametrize(
+    ("value", "code", "expected"),
+    [
+        # A1: a format of zeros gives the padded id as shown
+        (48929.0, "00000000", CellText("00048929")),
+        (6083, "00000", CellText("06083")),
+        (12.0, '"C-"0000', CellText("C-0012")),
+        (12.5, "0000", CellText("12.5", "0013")),  # not an id: the exact number
+        # A2: percentages as shown when that is exact, else the exact percentage
+        (0.974, "0.0%", CellText("97.4%")),
+        (0.125, "0.0%", CellText("12.5%")),
+        (0.125, "0%", CellText("12.5%", "13%")),
+        # A3: dates, times and durations, conditional and bracketed formats included
+        (0.020833333333333332, "[=0]?;[<4.17][hh]:mm:ss;[hh]:mm", CellText("00:30:00")),
+        (10.6, "[h]:mm:ss", CellText("254:24:00")),
+        (45000.0, "dd/mm/yyyy", CellText("2023-03-15")),
+        (45000.75, "m/d/yy h:mm", CellText("2023-03-15T18:00:00")),
+        (0.5, "h:mm AM/PM", CellText("12:00:00")),
+        (dt.timedelta(hours=255, minutes=10, seconds=10), "[h]:mm:ss", CellText("255:10:10")),
+        (dt.datetime(2024, 1, 2, 3, 4), "yyyy-mm-dd", CellText("2024-01-02")),
+        # A4: 15 significant digits
+        (3.9299999999999997, "General", CellText("3.93")),
+        # A6: display-only formats keep the exact number and say what is shown
+        (1758.331589, "#,##0", CellText("1758.331589", "1,758")),
+        (1234.5, '#,##0.00 "€"', CellText("1234.5", "1,234.50 €")),
+        (0.000123, "0.00E+00", CellText("0.000123", "1.23E-04")),
+        (3.0, "0.00", CellText("3", "3.00")),
+        (5.0, "#,##0", CellText("5")),
+        # text and booleans ignore number formats
+        ("00123", "0.00", CellText("00123")),
+        (True, "0.00", CellText("true")),
+    ],
+)
+def test_a_formatted_cell_is_sent_as_the_rules_say(
+    value: object, code: str, expected: CellText
+) -> None:
+    assert formatted_cell(value, code) == expected
+
+
+def test_dates_of_the_1904_system_are_shifted() -> None:
+    assert formatted_cell(0.0, "yyyy-mm-dd", date1904=True) == CellText("1904-01-01")
+    assert formatted_cell(1.0, "yyyy-mm-dd") == CellText("1900-01-01")
+    assert formatted_cell(61.0, "yyyy-mm-dd") == CellText("1900-03-01")
+
+
+def test_as_shown_sends_the_displayed_text_of_display_only_formats() -> None:
+    assert formatted_cell(1758.331589, "#,##0", as_shown=True) == CellText("1,758")
+    assert formatted_cell(0.125, "0%", as_shown=True) == CellText("13%")
+    assert formatted_cell(45000.0, "dd/mm/yyyy", as_shown=True) == CellText("2023-03-15")
+
+
+# ----------------------------------------------------------------------------- workbooks
+
+
+def styled_xlsx(tmp_path: Path, rows: list[tuple[Any, str, Any, str]], title: str = "S") -> Path:
+    """customer id (with its format), attribute, value (with its format) per row."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = title
+    ws.append(HEADER)
+    for r, (cid, attr, value, value_format) in enumerate(rows, start=2):
+        if isinstance(cid, tuple):
+            ws.cell(r, 1, cid[0]).number_format = cid[1]
+        else:
+            ws.cell(r, 1, cid)
+        ws.cell(r, 2, attr)
+        ws.cell(r, 3, value).number_format = value_format
+    path = tmp_path / "book.xlsx"
+    wb.save(path)
+    return path
+
+
+def test_xlsx_cells_are_sent_as_a_person_sees_them(tmp_path: Path) -> None:
+    path = styled_xlsx(
+        tmp_path,
+        [
+            ((48929, "00000000"), "zip", 6083, "00000"),
+            ("c2", "share", 0.125, "0.0%"),
+            ("c3", "wait", 0.0208333333333333, "[h]:mm:ss"),
+            ("c4", "due", 45000, "dd/mm/yyyy"),
+            ("c5", "ratio", 3.9299999999999997, "General"),
+        ],
+    )
+    (table,) = load_file(path)
+    assert list(table.customer_ids) == ["00048929", "c2", "c3", "c4", "c5"]
+    assert list(table.values) == ["06083", "12.5%", "0:30:00", "2023-03-15", "3.93"]
+    assert table.notices == ()
+
+
+def test_display_only_formats_send_the_exact_number_and_warn_once_per_column(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = styled_xlsx(
+        tmp_path,
+        [
+            ("c1", "amount", 1758.331589, "#,##0"),
+            ("c2", "amount", 99.5, "#,##0"),
+            ("c3", "amount", 12, "#,##0"),
+        ],
+        title="Clientes",
+    )
+    (table,) = load_file(path)
+    assert list(table.values) == ["1758.331589", "99.5", "12"]
+    (notice,) = table.notices
+    assert (notice.sheet, notice.column, notice.header, notice.row) == ("Clientes", "C", "value", 2)
+    assert notice.message == (
+        "sheet 'Clientes', column C: 1758.331589 is shown as 1,758; the exact number is sent"
+    )
+    assert [r.getMessage() for r in caplog.records if "shown as" in r.getMessage()] == [
+        f"book.xlsx: {notice.message}"
+    ]
+    (shown,) = load_file(path, LoadOptions(cells="as_shown"))
+    assert list(shown.values) == ["1,758", "100", "12"]
+    assert shown.notices == ()
+
+
+def test_unknown_cells_mode_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cells"):
+        LoadOptions(cells="shown")
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "00000000",
+        '"C-"0000',
+        "0%",
+        "0.0%",
+        "0.00%",
+        "dd/mm/yyyy",
+        "yyyy-mm-dd hh:mm:ss",
+        "hh:mm",
+        "[h]:mm:ss",
+        "[hh]:mm",
+        "0000;-0000",
+    ],
+)
+@pytest.mark.parametrize(
+    "value", [0.0, 1.0, 12.0, 48929.0, 0.125, 0.97444, 45000.5, 45000.999999, 60.5, 61.0, 12.5]
+)
+def test_quick_paths_agree_with_the_rules(code: str, value: float) -> None:
+    fast = fast_sent(code)
+    assert fast is not None
+    for date1904 in (False, True):
+        quick = fast_sent(code, date1904)
+        assert quick is not None
+        sent = quick(value)
+        if sent is not None:
+            assert sent == formatted_cell(value, code, date1904=date1904).sent
+
+
+def test_config_cells_as_shown_reaches_the_loader(tmp_path: Path) -> None:
+    from bulk_sync.config import settings_from_mapping
+    from bulk_sync.runner import load_options
+
+    assert load_options(settings_from_mapping({"cells": "as_shown"})).cells == "as_shown"
+    assert load_options(settings_from_mapping({})).cells == "exact"
+    with pytest.raises(ConfigError, match="cells"):
+        settings_from_mapping({"cells": "pretty"})

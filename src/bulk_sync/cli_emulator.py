@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from bulk_sync.customers import CustomerDirectory, read_customer_file
 from bulk_sync.emulator import EmulatorSettings, EmulatorState, serve
 from bulk_sync.errors import ConfigError
 
@@ -24,15 +25,13 @@ class _CannotStart(click.ClickException):
     exit_code = 2
 
 
-def read_customers(path: Path) -> frozenset[str]:
-    """Customer ids from a file: one per line, trailing whitespace stripped, blanks ignored."""
+def read_customers(path: Path) -> CustomerDirectory:
+    """Customers from a file: ``gid`` or ``gid,externalId`` a line (blank lines and
+    ``#`` comments ignored); see :mod:`bulk_sync.customers`."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(
-            f"cannot read {str(path)!r}: {exc}", param_hint="--customers"
-        ) from None
-    return frozenset(line.rstrip() for line in text.splitlines() if line.strip())
+        return read_customer_file(path)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--customers") from None
 
 
 @click.command("emulator")
@@ -55,7 +54,8 @@ def read_customers(path: Path) -> frozenset[str]:
     "customers_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="File of known customer ids, one per line; others get 404. Default: all exist.",
+    help="File of the customers that exist, one a line: 'gid' or 'gid,externalId' (either "
+    "id then addresses the customer); others get 404. Default: every id exists.",
 )
 @click.option("--latency", type=_SECONDS, default=0.0, help="Seconds added to every answer.")
 @click.option("--jitter", type=_SECONDS, default=0.0, help="Random extra seconds, up to this.")
@@ -140,11 +140,12 @@ def emulator(
         raise click.BadParameter(str(exc)) from None
 
     auth = "token required" if settings.token else "any token accepted"
-    known = (
-        "every customer id exists"
-        if customers is None
-        else f"{len(customers)} customer{'' if len(customers) == 1 else 's'}"
-    )
+    if customers is None:
+        known = "every customer id exists"
+    else:
+        known = f"{len(customers)} customer{'' if len(customers) == 1 else 's'}"
+        if customers.external:
+            known += f", {len(customers.external)} with an external id"
 
     def ready(base_url: str) -> None:
         click.echo(f"bulk-sync emulator listening on {base_url} ({auth}; {known})", err=True)

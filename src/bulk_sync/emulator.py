@@ -15,15 +15,27 @@ Endpoints:
 
 - ``POST /customers/{id}/attributes``: a JSON object of non-empty strings, merged
   into the customer's map; 200 with the whole map. 401 (token), 404 (unknown
-  customer), 422 (bad body or a configured limit exceeded), faults 429/503/drop.
+  customer), 400 (not JSON), 422 (not an object of non-empty strings, or a configured
+  limit exceeded), 415 (not ``application/json``), faults 429/503/drop.
 - ``GET /customers/{id}/attributes``: the map (``{}`` for a known customer never written).
 - ``GET /_emulator/customers`` (every map) and ``GET /_emulator/stats``: read-only
   inspection; they need the token too when one is configured, and are never counted
   in the statistics nor subject to faults.
 
 The ``{id}`` segment is taken from the raw request path and percent-decoded exactly
-once (``A%2FB`` is customer ``A/B``). Every request must carry ``Authorization:
-Bearer <something>``; with ``token`` set, ``<something>`` must be that token.
+once (``A%2FB`` is customer ``A/B``). It is a customer's gid or its external id (see
+:mod:`bulk_sync.customers`): both address the same map, kept under the gid.
+
+Checks come in the order of a real API gateway: the route and method, then the
+credentials (every request must carry ``Authorization: Bearer <something>``; with
+``token`` set, ``<something>`` must be that token), then the rate limit, then the
+injected faults (a backend failing behind the gateway), then the customer and the body.
+So a wrong key is answered 401 at once, however many faults are injected.
+
+Error bodies are as the real API writes them (the official clients' fixtures):
+``{"code": 401, "message": "Credentials are required to access this resource"}``,
+``{"code": 404, "message": "Customer not found"}``, ``{"code": 400, "message":
+"Invalid JSON"}`` and the generic ``{"code": 422, "message": "Unprocessable request"}``.
 """
 
 from __future__ import annotations
@@ -51,6 +63,7 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
+from bulk_sync.customers import CustomerDirectory
 from bulk_sync.errors import ConfigError
 
 __all__ = [
@@ -74,7 +87,9 @@ _JSON: Final = "application/json"
 class EmulatorSettings:
     """What the emulator does. Rates are fractions of API requests in [0, 1].
 
-    ``customers``: ``None`` = every id exists, else other ids get 404.
+    ``customers``: ``None`` = every id exists (each its own gid); else a
+    :class:`~bulk_sync.customers.CustomerDirectory` (gids and external ids) or a set of
+    ids (gids without external ids), and other ids get 404.
     ``token``: ``None`` = any Bearer token is accepted.
     ``error_rate`` → 503, ``throttle_rate`` → 429 with ``Retry-After: retry_after``,
     ``drop_rate`` → connection closed without an answer (before anything is stored);
@@ -88,7 +103,7 @@ class EmulatorSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
-    customers: frozenset[str] | None = None
+    customers: CustomerDirectory | frozenset[str] | None = None
     latency: float = 0.0
     jitter: float = 0.0
     error_rate: float = 0.0
@@ -155,11 +170,17 @@ def _error(status: int, message: str, headers: Mapping[str, str] | None = None) 
 
 _DROP: Final = Reply(0, b"", None, True)
 
+# As the real API writes them (invisible-collector-ruby's spec/fixtures).
+UNAUTHORIZED: Final = "Credentials are required to access this resource"
+NOT_FOUND: Final = "Customer not found"
+INVALID_JSON: Final = "Invalid JSON"
+UNPROCESSABLE: Final = "Unprocessable request"
+
 
 class EmulatorState:
     """The pure core: customers' attributes, statistics and the request semantics.
 
-    Read freely in-process: ``customers`` (id → map), ``requests_total`` (every API
+    Read freely in-process: ``customers`` (gid → map), ``requests_total`` (every API
     request, inspection endpoints excluded), ``by_status`` (answers by status code; drops
     have none), ``posts_by_customer`` (every POST that named a customer, whatever its
     outcome), ``accepted_by_customer`` (POSTs answered 200), ``faults`` (``drop``,
@@ -175,13 +196,17 @@ class EmulatorState:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        known = settings.customers
+        self.directory: CustomerDirectory | None = (
+            CustomerDirectory.of(known) if isinstance(known, frozenset | set) else known
+        )
         self.customers: dict[str, dict[str, str]] = {}
         if settings.initial_state:
             for cid, attrs in settings.initial_state.items():
-                self.customers[cid] = dict(attrs)
+                self.customers.setdefault(self.gid_of(cid) or cid, {}).update(attrs)
         if settings.state_file is not None and settings.state_file.exists():
             for cid, attrs in load_state_file(settings.state_file).items():
-                self.customers.setdefault(cid, {}).update(attrs)
+                self.customers.setdefault(self.gid_of(cid) or cid, {}).update(attrs)
         self.requests_total = 0
         self.by_status: Counter[int] = Counter()
         self.posts_by_customer: Counter[str] = Counter()
@@ -230,7 +255,15 @@ class EmulatorState:
             self.posts_by_customer[customer_id] += 1
         elif method != "GET":
             return self._count(_error(405, "method not allowed", {"Allow": "GET, POST"}))
-
+        # A gateway authenticates before it counts a caller's requests or passes them on.
+        if not self._authorized(headers):
+            return self._count(_error(401, UNAUTHORIZED))
+        if self._rate is not None:
+            wait = self._take_token()
+            if wait > 0:
+                self.faults["rate_limit"] += 1
+                retry = {"Retry-After": str(max(1, math.ceil(wait)))}
+                return self._count(_error(429, "Too many requests", retry))
         if self._any_fault:
             draw = self._rng.random()
             drop_below, error_below, throttle_below = self._fault_rates
@@ -239,40 +272,39 @@ class EmulatorState:
                 return _DROP
             if draw < error_below:
                 self.faults["error"] += 1
-                return self._count(_error(503, "service unavailable (injected fault)"))
+                return self._count(_error(503, "Service unavailable (injected fault)"))
             if draw < throttle_below:
                 self.faults["throttle"] += 1
                 return self._count(
-                    _error(429, "too many requests (injected fault)", self._throttle_header)
+                    _error(429, "Too many requests (injected fault)", self._throttle_header)
                 )
-        if self._rate is not None:
-            wait = self._take_token()
-            if wait > 0:
-                self.faults["rate_limit"] += 1
-                retry = {"Retry-After": str(max(1, math.ceil(wait)))}
-                return self._count(_error(429, "rate limit exceeded", retry))
-        if not self._authorized(headers):
-            return self._count(_error(401, "invalid credentials"))
-        known = self.settings.customers
-        if known is not None and customer_id not in known:
-            return self._count(_error(404, "customer not found"))
+        gid = self.gid_of(customer_id)
+        if gid is None:
+            return self._count(_error(404, NOT_FOUND))
         if method == "GET":
-            return self._count(Reply(200, _json(self.customers.get(customer_id, {}))))
+            return self._count(Reply(200, _json(self.customers.get(gid, {}))))
         content_type = _header(headers, "Content-Type") or ""
         if content_type.split(";")[0].strip().lower() != "application/json":
             # Strict on purpose: the contract's request is JSON, and a client that drops
             # the header should fail here, not in production.
             return self._count(_error(415, "Content-Type must be application/json"))
-        problem, attributes = self._parse(body)
-        if problem is not None:
-            return self._count(_error(422, problem))
-        current = self.customers.get(customer_id)
+        status, attributes = self._parse(body)
+        if status != 200:
+            return self._count(_error(status, INVALID_JSON if status == 400 else UNPROCESSABLE))
+        current = self.customers.get(gid)
         if current is None:
-            current = self.customers[customer_id] = {}
+            current = self.customers[gid] = {}
         current.update(attributes)
         self.changes += 1
         self.accepted_by_customer[customer_id] += 1
         return self._count(Reply(200, _json(current)))
+
+    def gid_of(self, customer_id: str) -> str | None:
+        """The gid under which ``customer_id`` (a gid or an external id) is kept, or
+        ``None`` for an unknown customer. With no customer list, every id is a gid."""
+        if self.directory is None:
+            return customer_id
+        return self.directory.gid_of(customer_id)
 
     def _count(self, reply: Reply) -> Reply:
         self.by_status[reply.status] += 1
@@ -303,28 +335,29 @@ class EmulatorState:
             return 0.0
         return (1.0 - self._bucket) / self._rate
 
-    def _parse(self, body: bytes) -> tuple[str | None, dict[str, str]]:
+    def _parse(self, body: bytes) -> tuple[int, dict[str, str]]:
+        """(200, the attributes), or (400, {}) for a body that is not JSON, or (422, {})
+        for one the API refuses: not an object of non-empty strings, or over a limit.
+        The real API says only "Unprocessable request" for every 422, and so do we."""
         try:
             data = json.loads(body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            return "the body is not valid JSON", {}
+        except RecursionError:
+            return 422, {}
+        except (ValueError, UnicodeDecodeError):
+            return 400, {}
         if type(data) is not dict:
-            return "the body must be a JSON object of strings", {}
+            return 422, {}
         s = self.settings
         if s.max_keys is not None and len(data) > s.max_keys:
-            return f"too many attributes: {len(data)} (at most {s.max_keys})", {}
+            return 422, {}
         for key, value in data.items():
-            if not key:
-                return "empty attribute name", {}
-            if type(value) is not str:
-                return f"the value of {key!r} is not a string", {}
-            if not value:
-                return f"empty value for attribute {key!r}", {}
+            if not key or type(value) is not str or not value:
+                return 422, {}
             if s.max_key_length is not None and len(key) > s.max_key_length:
-                return f"attribute name longer than {s.max_key_length} characters", {}
+                return 422, {}
             if s.max_value_length is not None and len(value) > s.max_value_length:
-                return f"value of {key!r} longer than {s.max_value_length} characters", {}
-        return None, data
+                return 422, {}
+        return 200, data
 
     # ------------------------------------------------------------------ inspection
 
@@ -334,7 +367,7 @@ class EmulatorState:
         if method != "GET":
             return _error(405, "method not allowed", {"Allow": "GET"})
         if not self._authorized(headers):
-            return _error(401, "invalid credentials")
+            return _error(401, UNAUTHORIZED)
         if path == "/_emulator/stats":
             return Reply(200, _json(self.stats()))
         return Reply(200, _json(self.customers))

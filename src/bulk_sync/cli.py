@@ -84,7 +84,7 @@ def _common_options(f: F) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0, min_open=True),
-            help="Seconds to wait for one response [30].",
+            help="Seconds one attempt may take, the whole answer included [30].",
         ),
         click.option(
             "--max-attributes-per-request",
@@ -190,6 +190,12 @@ def cli() -> None:
     "--on-conflict",
     type=click.Choice(["error", "last"]),
     help="Same customer and attribute with different values [error].",
+)
+@click.option(
+    "--customer-map",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File of 'gid,externalId' lines: rows naming one customer by both ids are "
+    "checked for conflicts too.",
 )
 @click.option("--shard", help="K/N: only customers whose stable hash falls in shard K of N.")
 @click.option(
@@ -344,6 +350,7 @@ def _settings(opts: dict[str, Any]) -> Settings:
             timeout=opts.get("timeout"),
             max_attributes_per_request=opts.get("max_attributes_per_request"),
             on_conflict=opts.get("on_conflict"),
+            customer_map=opts.get("customer_map"),
             encoding=opts.get("encoding"),
             delimiter=opts.get("delimiter"),
             sheet=opts.get("sheet"),

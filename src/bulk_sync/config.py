@@ -62,6 +62,9 @@ class Settings:
     grace_period: float = 2.0  # seconds in-flight requests get after SIGINT/SIGTERM
     max_attributes_per_request: int | None = None
     on_conflict: OnConflict = "error"
+    # gid,externalId lines: rows naming one customer by its two ids are checked for
+    # conflicts (see bulk_sync.customers)
+    customer_map: Path | None = None
     encoding: str | None = None
     delimiter: str | None = None
     sheet: str | None = None
@@ -133,7 +136,7 @@ class Settings:
         return value or None
 
 
-_PATH_FIELDS = {"state", "lock", "ca_bundle", "summary_json", "metrics_file"}
+_PATH_FIELDS = {"state", "lock", "ca_bundle", "summary_json", "metrics_file", "customer_map"}
 _FIELD_TYPES = {f.name: f for f in dataclasses.fields(Settings)}
 
 

@@ -16,20 +16,25 @@ seen more than once. Duplicates are then resolved by policy:
 Maps come in the order of each customer's first valid row; pairs in the order each
 attribute was first seen. pandas ``groupby`` was measured 5x slower for this and is
 not used.
+
+Rows are grouped by the customer id as written. The API also knows a customer by a
+second id (its gid and its external id, :mod:`bulk_sync.customers`); only a list of
+which ids go together can tell that two ids are one customer. :func:`across_ids` applies
+the same policy to rows naming one customer by different ids.
 """
 
 from __future__ import annotations
 
 import gc
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from typing import Literal
 
 from bulk_sync.models import CustomerMap, Grouped, Pair, Problem, Rows, Table
 
-__all__ = ["OnConflict", "group", "split"]
+__all__ = ["OnConflict", "across_ids", "group", "split"]
 
 OnConflict = Literal["error", "last"]
 
@@ -132,7 +137,7 @@ def _resolve(
                             f"superseded by {_ref(rows, winner, j)} (--on-conflict last)"
                         )
             else:
-                problems.extend(_conflict_problems(rows, cid, a, idx))
+                problems.extend(_conflict_problems(rows, f"customer {cid!r}", a, idx))
         if pairs:
             maps.append(CustomerMap(cid, tuple(pairs)))
 
@@ -140,7 +145,70 @@ def _resolve(
     return Grouped(tuple(maps), tuple(problems), superseded)
 
 
-def _conflict_problems(rows: Rows, cid: str, attribute: str, idx: list[int]) -> list[Problem]:
+def across_ids(
+    rows: Rows,
+    grouped: Grouped,
+    gid_of: Callable[[str], str | None],
+    on_conflict: OnConflict = "error",
+) -> Grouped:
+    """``grouped`` with the conflict policy applied across the ids of one customer.
+
+    ``gid_of`` tells which customer an id names (``None``: not known). Two maps whose ids
+    name the same customer (``100001`` and its gid) and hold the same attribute with
+    different values are a conflict like any other: ``error`` makes every such row
+    invalid; ``last`` keeps the pairs holding the last row's value and marks the others
+    superseded. The same value under both ids is no conflict: each id's request carries
+    it (the API merges, so sending it twice is harmless). Rows keep the id they were
+    written with: that is the id they are sent to and reported under.
+    """
+    members: dict[str, list[int]] = {}
+    for k, m in enumerate(grouped.maps):
+        gid = gid_of(m.customer_id)
+        if gid is not None:
+            members.setdefault(gid, []).append(k)
+    shared = {gid: ks for gid, ks in members.items() if len(ks) > 1}
+    if not shared:
+        return grouped
+    values = rows.values
+    maps = grouped.maps
+    dropped: set[tuple[int, str]] = set()  # (map index, attribute) not to send
+    problems = list(grouped.invalid)
+    superseded = dict(grouped.superseded)
+    for gid, ks in shared.items():
+        found: dict[str, list[tuple[int, Pair]]] = {}
+        for k in ks:
+            for p in maps[k].pairs:
+                found.setdefault(p.attribute, []).append((k, p))
+        for attribute, holders in found.items():
+            if len(holders) < 2 or len({p.value for _, p in holders}) == 1:
+                continue
+            idx = sorted(i for _, p in holders for i in p.indices)
+            names = ", ".join(repr(maps[k].customer_id) for k, _ in holders)
+            if on_conflict == "last":
+                winner = idx[-1]
+                for k, p in holders:
+                    if p.value != values[winner]:
+                        dropped.add((k, attribute))
+                        for i in p.indices:
+                            superseded[i] = (
+                                f"superseded by {_ref(rows, winner, i)}, the same customer "
+                                f"under another id (--customer-map; --on-conflict last)"
+                            )
+            else:
+                dropped.update((k, attribute) for k, _ in holders)
+                who = f"customer {gid!r} (written {names}: one customer per the customer map)"
+                problems.extend(_conflict_problems(rows, who, attribute, idx))
+    kept: list[CustomerMap] = []
+    for k, m in enumerate(maps):
+        pairs = tuple(p for p in m.pairs if (k, p.attribute) not in dropped)
+        if pairs:
+            kept.append(m if len(pairs) == len(m.pairs) else CustomerMap(m.customer_id, pairs))
+    problems.sort(key=lambda p: p.index)
+    return Grouped(tuple(kept), tuple(problems), superseded)
+
+
+def _conflict_problems(rows: Rows, who: str, attribute: str, idx: list[int]) -> list[Problem]:
+    """``who`` names the customer: ``customer 'C1'``."""
     out: list[Problem] = []
     for j in idx:
         table, k = rows.locate(j)
@@ -155,8 +223,7 @@ def _conflict_problems(rows: Rows, cid: str, attribute: str, idx: list[int]) -> 
                 sheet=table.sheet,
                 row=table.rows[k],
                 column=_value_column(table, k),
-                message=f"customer {cid!r} attribute {attribute!r} has different values "
-                f"in rows {listed}",
+                message=f"{who} attribute {attribute!r} has different values in rows {listed}",
                 kind="conflict",
             )
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bulk_sync.config import Settings
+from bulk_sync.customers import read_customer_file
 from bulk_sync.errors import ConfigError, InputError, ReportExistsError, UsageError
 from bulk_sync.events import (
     CustomerDone,
@@ -37,7 +38,7 @@ from bulk_sync.events import (
     emitter,
 )
 from bulk_sync.files import lexists
-from bulk_sync.grouping import group, split
+from bulk_sync.grouping import across_ids, group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
 from bulk_sync.provenance import INPUT_FILES, check_resume, path_identity
@@ -348,6 +349,9 @@ def plan(
     for i in skips:
         invalid[i] = 1  # nothing to group or send
     grouped = group(rows, invalid, settings.on_conflict)
+    if settings.customer_map is not None:
+        directory = read_customer_file(settings.customer_map, "--customer-map")
+        grouped = across_ids(rows, grouped, directory.gid_of, settings.on_conflict)
     problems.extend(grouped.invalid)
     problems.sort(key=lambda p: p.index)
     for p in problems:

@@ -77,6 +77,42 @@ def read_customers(path: Path) -> CustomerDirectory:
     default=None,
     help="Requests per second accepted; beyond it 429 with Retry-After.",
 )
+@click.option(
+    "--rate-burst",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Token-bucket size of --rate-limit: requests accepted at once after a quiet "
+    "spell [one second's worth].",
+)
+@click.option(
+    "--capacity",
+    type=_POSITIVE_INT,
+    default=None,
+    help="Requests in flight at once; more get 429 with Retry-After (--retry-after) at "
+    "once, without the latency.",
+)
+@click.option(
+    "--outage-after",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="K",
+    help="Start an outage once K requests were accepted (0: with the first request).",
+)
+@click.option(
+    "--outage-seconds",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    metavar="S",
+    help="How long the outage lasts [for ever].",
+)
+@click.option(
+    "--outage-mode",
+    type=click.Choice(["503", "refuse"]),
+    default="503",
+    show_default=True,
+    help="During the outage: 503 to every request at once, or refuse connections "
+    "(the port is closed; requests on open connections are dropped).",
+)
 @click.option("--max-value-length", type=_POSITIVE_INT, default=None, help="Longer values: 422.")
 @click.option("--max-key-length", type=_POSITIVE_INT, default=None, help="Longer names: 422.")
 @click.option("--max-keys", type=_POSITIVE_INT, default=None, help="More pairs per call: 422.")
@@ -99,6 +135,11 @@ def emulator(
     retry_after: float,
     drop_rate: float,
     rate_limit: float | None,
+    rate_burst: float | None,
+    capacity: int | None,
+    outage_after: int | None,
+    outage_seconds: float | None,
+    outage_mode: str,
     max_value_length: int | None,
     max_key_length: int | None,
     max_keys: int | None,
@@ -110,6 +151,16 @@ def emulator(
     Serves POST/GET /customers/{id}/attributes like the real API, plus
     GET /_emulator/customers and GET /_emulator/stats for inspection. Stops on
     Ctrl-C or SIGTERM, saving --state-file.
+
+    \b
+    To rehearse an API at its limits:
+      --capacity 48 --latency 0.05     48 requests in flight at most; beyond, 429
+      --rate-limit 100 --rate-burst 20 a token bucket: 100 requests/s, bursts of 20
+      --outage-after 1000 --outage-seconds 20
+                                       503 to everything for 20 s once 1,000
+                                       requests were accepted
+      --outage-after 0 --outage-mode refuse
+                                       the port closed from the first request on
     """
     if error_rate + throttle_rate + drop_rate > 1.0:
         raise click.BadParameter(
@@ -130,6 +181,11 @@ def emulator(
             retry_after=retry_after,
             drop_rate=drop_rate,
             rate_limit=rate_limit,
+            rate_burst=rate_burst,
+            capacity=capacity,
+            outage_after=outage_after,
+            outage_seconds=outage_seconds,
+            outage_mode=outage_mode,
             max_key_length=max_key_length,
             max_value_length=max_value_length,
             max_keys=max_keys,
@@ -147,8 +203,18 @@ def emulator(
         if customers.external:
             known += f", {len(customers.external)} with an external id"
 
+    limits = []
+    if capacity is not None:
+        limits.append(f"capacity {capacity}")
+    if rate_limit is not None:
+        limits.append(f"rate limit {rate_limit:g}/s")
+    if outage_after is not None:
+        how_long = f"{outage_seconds:g} s" if outage_seconds is not None else "for ever"
+        limits.append(f"outage ({outage_mode}) after {outage_after} accepted, {how_long}")
+    extra = "".join(f"; {item}" for item in limits)
+
     def ready(base_url: str) -> None:
-        click.echo(f"bulk-sync emulator listening on {base_url} ({auth}; {known})", err=True)
+        click.echo(f"bulk-sync emulator listening on {base_url} ({auth}; {known}{extra})", err=True)
 
     def stopped(state: EmulatorState) -> None:
         saved = f"; state saved to {settings.state_file}" if settings.state_file else ""

@@ -22,6 +22,12 @@ Endpoints:
   inspection; they need the token too when one is configured, and are never counted
   in the statistics nor subject to faults.
 
+Limits and outages to rehearse flow control (see :meth:`EmulatorState.arrive`): a
+``capacity`` (more requests in flight than that get 429 with ``Retry-After`` at once),
+a token-bucket ``rate_limit`` (with ``rate_burst``), and an outage window that starts
+once ``outage_after`` requests were accepted and lasts ``outage_seconds`` (or for ever):
+503 to everything, or (``outage_mode="refuse"``) the port closed.
+
 The ``{id}`` segment is taken from the raw request path and percent-decoded exactly
 once (``A%2FB`` is customer ``A/B``). It is a customer's gid or its external id (see
 :mod:`bulk_sync.customers`): both address the same map, kept under the gid.
@@ -79,6 +85,7 @@ __all__ = [
 ]
 
 SAVE_INTERVAL: Final = 1.0
+OUTAGE_MODES: Final = ("503", "refuse")
 _ATTRIBUTES_PATH = re.compile(r"/customers/([^/]+)/attributes")
 _JSON: Final = "application/json"
 
@@ -95,6 +102,14 @@ class EmulatorSettings:
     ``drop_rate`` → connection closed without an answer (before anything is stored);
     the three together must not exceed 1. ``rate_limit``: requests per second (token
     bucket, bursts of one second's worth), beyond it 429 with ``Retry-After``.
+    ``rate_burst``: the bucket's size (default: one second's worth, at least 1).
+    ``capacity``: requests in flight at once; one more gets 429 with ``Retry-After:
+    retry_after`` at once, without the latency (a gateway's concurrency limit).
+    ``outage_after``: the outage starts once this many requests were accepted (0: with
+    the first request); ``outage_seconds``: how long (``None``: for ever);
+    ``outage_mode``: ``"503"`` (every API request answered 503 at once) or
+    ``"refuse"`` (the port is closed, so connections are refused; requests on
+    connections already open are dropped).
     ``max_*``: limits whose excess gives 422 (lengths in characters).
     ``initial_state``: maps to start with; the ``state_file``, if it exists, is loaded
     on top. The state file is written at most every second while running and on stop.
@@ -111,6 +126,11 @@ class EmulatorSettings:
     retry_after: float = 1.0
     drop_rate: float = 0.0
     rate_limit: float | None = None
+    rate_burst: float | None = None
+    capacity: int | None = None
+    outage_after: int | None = None
+    outage_seconds: float | None = None
+    outage_mode: str = "503"
     max_key_length: int | None = None
     max_value_length: int | None = None
     max_keys: int | None = None
@@ -133,6 +153,20 @@ class EmulatorSettings:
             self.rate_limit > 0 and math.isfinite(self.rate_limit)
         ):
             raise ValueError(f"rate_limit must be positive, got {self.rate_limit}")
+        if self.rate_burst is not None and not (
+            self.rate_burst >= 1 and math.isfinite(self.rate_burst)
+        ):
+            raise ValueError(f"rate_burst must be at least 1, got {self.rate_burst}")
+        if self.capacity is not None and self.capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {self.capacity}")
+        if self.outage_after is not None and self.outage_after < 0:
+            raise ValueError(f"outage_after must not be negative, got {self.outage_after}")
+        if self.outage_seconds is not None and not (
+            self.outage_seconds > 0 and math.isfinite(self.outage_seconds)
+        ):
+            raise ValueError(f"outage_seconds must be positive, got {self.outage_seconds}")
+        if self.outage_mode not in OUTAGE_MODES:
+            raise ValueError(f"outage_mode must be one of {', '.join(OUTAGE_MODES)}")
         for name in ("max_key_length", "max_value_length", "max_keys"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -227,8 +261,14 @@ class EmulatorState:
         }
         self._token = settings.token.encode() if settings.token is not None else None
         self._rate = settings.rate_limit
-        self._bucket = max(1.0, settings.rate_limit or 0.0)
+        self._bucket_size = settings.rate_burst or max(1.0, settings.rate_limit or 0.0)
+        self._bucket = self._bucket_size
         self._bucket_time: float | None = None
+        self.in_flight = 0  # requests arrived and not yet answered (see arrive/leave)
+        self.max_in_flight = 0
+        self.accepted_total = 0
+        self.outage_started: float | None = None  # clock time the outage began
+        self._capacity_header = {"Retry-After": self._throttle_header["Retry-After"]}
 
     # ------------------------------------------------------------------ the request
 
@@ -297,6 +337,10 @@ class EmulatorState:
         current.update(attributes)
         self.changes += 1
         self.accepted_by_customer[customer_id] += 1
+        self.accepted_total += 1
+        after = self.settings.outage_after
+        if after is not None and self.outage_started is None and self.accepted_total >= after:
+            self.outage_started = self._clock()
         return self._count(Reply(200, _json(current)))
 
     def gid_of(self, customer_id: str) -> str | None:
@@ -305,6 +349,58 @@ class EmulatorState:
         if self.directory is None:
             return customer_id
         return self.directory.gid_of(customer_id)
+
+    def in_outage(self, now: float | None = None) -> bool:
+        """Whether the outage window is on at ``now`` (the clock's time by default)."""
+        started = self.outage_started
+        if started is None:
+            return False
+        seconds = self.settings.outage_seconds
+        if seconds is None:
+            return True
+        return (self._clock() if now is None else now) < started + seconds
+
+    def outage_left(self) -> float | None:
+        """Seconds until the outage ends (0 when over); ``None`` if it never ends or has
+        not begun."""
+        started, seconds = self.outage_started, self.settings.outage_seconds
+        if started is None or seconds is None:
+            return None
+        return max(0.0, started + seconds - self._clock())
+
+    def arrive(self, raw_path: str, headers: Mapping[str, str] | None = None) -> Reply | None:
+        """A request arrives, before any latency. The outage and the capacity answer at
+        once: a :class:`Reply` (the request is counted and done), or ``None``: go on, and
+        call :meth:`leave` once answered. The outage comes before everything (nothing
+        behind the load balancer answers); the capacity, a gateway's concurrency limit,
+        only after the credentials (a wrong key is left to :meth:`handle`: 401)."""
+        if raw_path.startswith("/_emulator/"):
+            return None
+        s = self.settings
+        if s.outage_after == 0 and self.outage_started is None:
+            self.outage_started = self._clock()
+        if self.in_outage():
+            self.requests_total += 1
+            self.faults["outage"] += 1
+            if s.outage_mode == "refuse":
+                return _DROP
+            return self._count(_error(503, "Service unavailable"))
+        if (
+            s.capacity is not None
+            and self.in_flight >= s.capacity
+            and (headers is None or self._authorized(headers))
+        ):
+            self.requests_total += 1
+            self.faults["capacity"] += 1
+            return self._count(_error(429, "Too many requests in flight", self._capacity_header))
+        self.in_flight += 1
+        if self.in_flight > self.max_in_flight:
+            self.max_in_flight = self.in_flight
+        return None
+
+    def leave(self) -> None:
+        """The request let in by :meth:`arrive` was answered (or dropped)."""
+        self.in_flight -= 1
 
     def _count(self, reply: Reply) -> Reply:
         self.by_status[reply.status] += 1
@@ -326,7 +422,7 @@ class EmulatorState:
         """Token bucket: 0 if the request may pass, else seconds until it could."""
         assert self._rate is not None
         now = self._clock()
-        capacity = max(1.0, self._rate)
+        capacity = self._bucket_size
         if self._bucket_time is not None:
             self._bucket = min(capacity, self._bucket + (now - self._bucket_time) * self._rate)
         self._bucket_time = now
@@ -381,6 +477,8 @@ class EmulatorState:
             "accepted_by_customer": dict(self.accepted_by_customer),
             "faults": dict(self.faults),
             "customers": len(self.customers),
+            "max_in_flight": self.max_in_flight,
+            "outage_started": self.outage_started is not None,
         }
 
     def snapshot(self) -> bytes:
@@ -438,13 +536,27 @@ class RunningEmulator:
         self._saver: asyncio.Task[None] | None = None
         self._saved_changes = state.changes
         self._jitter = random.Random(None if settings.seed is None else settings.seed + 1)
+        self._site: web.TCPSite | None = None
+        self._outage: asyncio.Task[None] | None = None
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = await request.read()
         settings = self.settings
-        if settings.latency or settings.jitter:
-            await asyncio.sleep(settings.latency + self._jitter.uniform(0.0, settings.jitter))
-        reply = self.state.handle(request.method, request.raw_path, request.headers, body)
+        state = self.state
+        early = state.arrive(request.raw_path, request.headers)
+        if early is not None:
+            reply = early
+        else:
+            try:
+                if settings.latency or settings.jitter:
+                    await asyncio.sleep(
+                        settings.latency + self._jitter.uniform(0.0, settings.jitter)
+                    )
+                reply = state.handle(request.method, request.raw_path, request.headers, body)
+            finally:
+                state.leave()
+        if settings.outage_mode == "refuse" and self._outage is None and state.in_outage():
+            self._outage = asyncio.create_task(self._refuse_connections())
         if reply.drop:
             request.protocol.force_close()
             transport = request.transport
@@ -457,6 +569,22 @@ class RunningEmulator:
             status=reply.status, body=reply.body, headers=reply.headers, content_type=_JSON
         )
 
+    async def _refuse_connections(self) -> None:
+        """The ``refuse`` outage: stop listening (new connections are refused; requests
+        on connections already open are dropped by ``arrive``), and listen again on the
+        same port when the outage window ends."""
+        if self._site is not None:
+            await self._site.stop()
+            self._site = None
+        left = self.state.outage_left()
+        if left is None:
+            return
+        await asyncio.sleep(left)
+        if self._runner is not None:
+            site = web.TCPSite(self._runner, self.settings.host, self.port)
+            await site.start()
+            self._site = site
+
     async def start(self) -> None:
         server = web.Server(self._handle, access_log=None)
         runner = web.ServerRunner(server, handle_signals=False, shutdown_timeout=2.0)
@@ -465,6 +593,7 @@ class RunningEmulator:
         try:
             site = web.TCPSite(runner, self.settings.host, self.settings.port)
             await site.start()
+            self._site = site
         except BaseException:
             await runner.cleanup()
             self._runner = None
@@ -478,6 +607,11 @@ class RunningEmulator:
             self._saver = asyncio.create_task(self._save_periodically())
 
     async def stop(self) -> None:
+        if self._outage is not None:
+            self._outage.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._outage
+            self._outage = None
         if self._saver is not None:
             self._saver.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,264 @@
+"""Flow control: how many requests may be in flight, and whether the API is there at all.
+
+Two small objects, each fed one sample per answered request and asked one question
+(the shape of Netflix's concurrency-limits and Envoy's adaptive concurrency filter).
+Neither reads a clock, sleeps or does I/O: the caller passes the times, so tests drive
+them with plain numbers. See ``docs/flow-control.md`` for why this design.
+
+:class:`Limiter`: *how many requests in flight now?* A loss-based AIMD window (TCP
+Reno's rules) under a ceiling (``--concurrency N``, or 256 for ``auto``):
+
+- an overload signal (429, 502/503/504, a timeout or a dropped connection) multiplies the
+  window by ``decrease`` (0.9), at most once per round trip: drops of requests sent
+  before the last decrease were caused by the old window and are not counted again;
+- a clean answer adds ``1/window`` (one request per round trip's worth of answers), or
+  1 during slow start (doubling per round trip), which runs from a low start until the
+  first overload signal, and again after an outage, back up to the window before it;
+- the window only grows while it is used (at least half of it in flight when the
+  request was sent: an idle window proves nothing), and while answers are not much
+  slower than usual (a server that queues instead of refusing): the smoothed latency
+  must stay under ``latency_tolerance`` times the fastest latency of the last
+  ``baseline_period`` seconds.
+
+:class:`Breaker`: *may a request go now?* A run-wide circuit breaker for outages:
+``threshold`` retriable failures in a row (5xx, refused or dropped connections, DNS
+failures, timeouts) open it; while open nothing is sent until the next probe; then one
+request probes (``probing``); its success closes the breaker, its failure opens it again
+for twice as long (``first_probe``, doubling up to ``max_probe``; a ``Retry-After`` on
+the failure lengthens the wait). Any answer that shows the API is up (a success, a 4xx,
+a 429) ends a streak of failures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+AUTO_CEILING: Final = 256  # the most requests ``--concurrency auto`` puts in flight
+AUTO_INITIAL: Final = 4  # where ``--concurrency auto`` starts (then slow start)
+
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+PROBING: Final = "probing"
+
+
+class Limiter:
+    """AIMD concurrency window under a ceiling; fed one sample per answered request.
+
+    ``initial``: the window at start (default: the ceiling, a fixed ``--concurrency N``
+    starts at N; ``auto`` starts at :data:`AUTO_INITIAL` and slow-starts).
+    """
+
+    def __init__(
+        self,
+        ceiling: int,
+        *,
+        initial: int | None = None,
+        minimum: int = 1,
+        decrease: float = 0.9,
+        latency_tolerance: float = 2.0,
+        baseline_period: float = 30.0,
+        smoothing: float = 0.1,
+    ) -> None:
+        if ceiling < 1 or minimum < 1 or minimum > ceiling:
+            raise ValueError("need 1 <= minimum <= ceiling")
+        if not 0.0 < decrease < 1.0:
+            raise ValueError("decrease must be between 0 and 1")
+        self.ceiling = ceiling
+        self.minimum = minimum
+        self._decrease = decrease
+        self._tolerance = latency_tolerance
+        self._smoothing = smoothing
+        start = ceiling if initial is None else max(minimum, min(initial, ceiling))
+        self._window = float(start)
+        self._slow_start_until = float(ceiling)  # TCP's ssthresh
+        self._last_decrease = -math.inf
+        self._baseline = _WindowedMin(baseline_period)
+        self._smoothed: float | None = None
+        self.decreases = 0  # how many times the window shrank (for tests and stats)
+
+    @property
+    def window(self) -> int:
+        """Requests allowed in flight now."""
+        return max(self.minimum, min(self.ceiling, int(self._window)))
+
+    @property
+    def at_minimum(self) -> bool:
+        return self._window < self.minimum + 1
+
+    def on_success(self, *, sent_at: float, now: float, in_flight: int) -> bool:
+        """A clean answer to a request sent at ``sent_at`` while ``in_flight`` requests
+        (itself included) were on the wire. True when the window grew."""
+        latency = max(0.0, now - sent_at)
+        self._baseline.add(now, latency)
+        smoothed = self._smoothed
+        smoothed = (
+            latency if smoothed is None else smoothed + self._smoothing * (latency - smoothed)
+        )
+        self._smoothed = smoothed
+        before = self.window
+        if before >= self.ceiling:
+            return False
+        if in_flight * 2 < before:
+            return False  # the window is not used: growing it would prove nothing
+        baseline = self._baseline.value()
+        if baseline > 0 and smoothed > self._tolerance * baseline:
+            return False  # answers are slowing down: the server is queueing
+        if self._window < self._slow_start_until:
+            self._window = min(self._window + 1.0, self._slow_start_until)
+        else:
+            self._window += 1.0 / self._window
+        self._window = min(self._window, float(self.ceiling))
+        return self.window != before
+
+    def on_drop(self, *, sent_at: float, now: float) -> bool:
+        """An overload signal for a request sent at ``sent_at``. True when the window
+        shrank (once per round trip: drops of requests sent before the last decrease
+        are not counted again)."""
+        if sent_at <= self._last_decrease:
+            return False
+        self._window = max(float(self.minimum), self._window * self._decrease)
+        self._slow_start_until = self._window
+        self._last_decrease = now
+        self.decreases += 1
+        return True
+
+    def restart(self, now: float) -> None:
+        """After an outage: slow start from the minimum back up to the window before it
+        (doubling per round trip), then additive growth as usual."""
+        self._slow_start_until = max(float(self.minimum), self._window)
+        self._window = float(self.minimum)
+        self._last_decrease = now  # answers to requests sent before now are stale
+        self._smoothed = None
+
+
+class _WindowedMin:
+    """The smallest value added in the last ``period`` seconds (ten buckets)."""
+
+    def __init__(self, period: float) -> None:
+        self._bucket = period / 10
+        self._period = period
+        self._buckets: deque[tuple[float, float]] = deque()  # (bucket start, min)
+
+    def add(self, now: float, value: float) -> None:
+        buckets = self._buckets
+        if buckets and now - buckets[-1][0] < self._bucket:
+            start, low = buckets[-1]
+            if value < low:
+                buckets[-1] = (start, value)
+        else:
+            buckets.append((now, value))
+        while buckets[0][0] <= now - self._period:
+            buckets.popleft()
+
+    def value(self) -> float:
+        return min((low for _, low in self._buckets), default=0.0)
+
+
+class Permit(Enum):
+    """What the breaker says to a request that wants to go."""
+
+    GO = "go"  # closed: send
+    PROBE = "probe"  # send: this request is the probe
+    WAIT = "wait"  # open or probing: wait (see Breaker.next_try_at)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerChange:
+    """A transition, for the caller to report: the new state and why."""
+
+    state: str
+    reason: str
+
+
+class Breaker:
+    """Run-wide circuit breaker; fed one sample per answered request (times passed in)."""
+
+    def __init__(
+        self, *, threshold: int = 5, first_probe: float = 1.0, max_probe: float = 10.0
+    ) -> None:
+        if threshold < 1:
+            raise ValueError("threshold must be at least 1")
+        if first_probe <= 0 or max_probe < first_probe:
+            raise ValueError("need 0 < first_probe <= max_probe")
+        self.threshold = threshold
+        self._first = first_probe
+        self._max = max_probe
+        self.state = CLOSED
+        self.streak = 0  # retriable failures in a row while closed
+        self._streak_since: float | None = None  # when the streak's first failure came
+        self.unavailable_since: float | None = None  # set while open or probing
+        self.next_try_at: float | None = None  # while open
+        self._interval = first_probe
+        self.last_error = ""
+
+    def permit(self, now: float) -> Permit:
+        """May a request go at ``now``? ``PROBE`` turns the breaker to probing: that
+        request's outcome decides (report it with ``probe=True``)."""
+        if self.state == CLOSED:
+            return Permit.GO
+        if self.state == OPEN and self.next_try_at is not None and now >= self.next_try_at:
+            self.state = PROBING
+            self.next_try_at = None
+            return Permit.PROBE
+        return Permit.WAIT
+
+    def unavailable_for(self, now: float) -> float:
+        """Seconds since the API became unavailable (0 while closed)."""
+        if self.unavailable_since is None:
+            return 0.0
+        return max(0.0, now - self.unavailable_since)
+
+    def on_success(self, now: float, *, probe: bool = False) -> BreakerChange | None:
+        """An answer that shows the API is up (a success, a 4xx, a 429)."""
+        self.streak = 0
+        self._streak_since = None
+        if self.state == CLOSED:
+            return None
+        down = self.unavailable_for(now)
+        self.state = CLOSED
+        self.unavailable_since = None
+        self.next_try_at = None
+        self._interval = self._first
+        how = "a probe" if probe else "a request"
+        return BreakerChange(CLOSED, f"{how} succeeded after {down:.0f} s")
+
+    def on_failure(
+        self,
+        now: float,
+        *,
+        probe: bool = False,
+        retry_after: float | None = None,
+        error: str = "",
+    ) -> BreakerChange | None:
+        """A retriable failure: 5xx, a refused or dropped connection, a timeout."""
+        if error:
+            self.last_error = error
+        if self.state == CLOSED:
+            if self.streak == 0:
+                self._streak_since = now
+            self.streak += 1
+            if self.streak < self.threshold:
+                return None
+            self.state = OPEN
+            self.unavailable_since = self._streak_since
+            self._interval = self._first
+            self.next_try_at = now + max(self._interval, retry_after or 0.0)
+            return BreakerChange(
+                OPEN, f"{self.streak} failures in a row" + (f" (last: {error})" if error else "")
+            )
+        if self.state == PROBING and probe:
+            self._interval = min(self._max, self._interval * 2)
+            self.state = OPEN
+            self.next_try_at = now + max(self._interval, retry_after or 0.0)
+            return BreakerChange(OPEN, "the probe failed" + (f" ({error})" if error else ""))
+        return None  # a late answer to a request sent before the breaker opened
+
+    def abandon_probe(self, now: float) -> None:
+        """The probe went away without an answer (cancelled): probe again at once."""
+        if self.state == PROBING:
+            self.state = OPEN
+            self.next_try_at = now

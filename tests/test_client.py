@@ -34,6 +34,7 @@ from bulk_sync.errors import (
     ConfigError,
     CustomerNotFound,
     DocumentRejected,
+    Forbidden,
     InsecureURLError,
     RateLimited,
     ServerError,
@@ -156,7 +157,7 @@ async def test_base_url_path_prefix_is_kept_and_trailing_slash_ignored() -> None
     ("status", "error_type", "retriable"),
     [
         (401, AuthError, False),
-        (403, AuthError, False),
+        (403, Forbidden, False),
         (404, CustomerNotFound, False),
         (422, DocumentRejected, False),
         (429, RateLimited, True),

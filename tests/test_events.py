@@ -161,8 +161,12 @@ def test_a_retry_after_is_announced_and_counted_as_paused_time() -> None:
 
     time = FakeTime()
     seen: list[events.Event] = []
-    uploader = Uploader(
-        Echo(throttle_first=1), sleep=time.sleep, clock=time.clock, on_event=seen.append
+    uploader = Uploader(  # one at a time: the window cannot shrink, so the run pauses
+        Echo(throttle_first=1),
+        concurrency=1,
+        sleep=time.sleep,
+        clock=time.clock,
+        on_event=seen.append,
     )
     asyncio.run(uploader.run([job("C1", ("a", "1"))], lambda r: None))
     assert seen == [Throttled(429, 2.0)]

@@ -43,7 +43,10 @@ from helpers import report_lines
 from helpers import spawn_cli as _spawn_cli
 from helpers import wait_for as _wait_for
 
-FAST = "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\ndeadline: 60\n"
+FAST = (
+    "backoff_initial: 0.001\nbackoff_max: 0.01\nmax_attempts: 8\ndeadline: 60\n"
+    "probe_interval: 0.01\nprobe_interval_max: 0.05\n"
+)
 TOKEN = "0123456789abcdef" * 4  # what conftest's emulators require
 
 pytestmark = pytest.mark.timeout(60)
@@ -214,13 +217,13 @@ def test_random_faults_leave_every_row_once_ok_rows_stored_and_resume_completes(
     assert faulty.state.requests_total > 60  # the faults did happen and were retried
     assert_ok_rows_on_server(lines, faulty.state.customers)
     for r in lines:
-        attempts = int(r["attempts"])
+        attempts = int(r["attempts"])  # requests made, those failed in an outage included
         if r["status"] == "failed":
-            assert attempts == 8, r  # gave up only after every attempt
+            assert attempts >= 8, r  # gave up only after every attempt
             assert r["http_status"] in ("", "429", "503"), r
             assert "gave up after 8 attempts" in r["error"], r
         else:
-            assert 1 <= attempts <= 8
+            assert attempts >= 1
     if error + throttle + drop >= 0.9:
         assert statuses["failed"], "90% faults with 8 attempts should fail somewhere"
 

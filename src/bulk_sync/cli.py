@@ -26,7 +26,15 @@ import click
 from bulk_sync import __version__
 from bulk_sync.config import Settings, load_config
 from bulk_sync.errors import BulkSyncError, UsageError
-from bulk_sync.events import Event, EventHandler, Finished, FlowState, Planned, Progress
+from bulk_sync.events import (
+    Event,
+    EventHandler,
+    Finished,
+    FlowState,
+    Planned,
+    Progress,
+    unavailable_text,
+)
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
 from bulk_sync.provenance import path_identity
 from bulk_sync.report import JOURNAL_SUFFIX
@@ -46,6 +54,19 @@ log = logging.getLogger("bulk_sync.cli")
 EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_ABORTED = 0, 1, 2, 3
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _concurrency(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+    """``--concurrency``: a whole number of at least 1, or ``auto``."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a whole number nor auto") from None
+    if number < 1:
+        raise click.BadParameter(f"{number} is less than 1")
+    return number
 
 
 def _common_options(f: F) -> F:
@@ -69,7 +90,18 @@ def _common_options(f: F) -> F:
             "--overwrite", is_flag=True, help="Allow --report to replace an existing file."
         ),
         click.option(
-            "--concurrency", type=click.IntRange(min=1), help="Requests in flight at most [8]."
+            "--concurrency",
+            callback=_concurrency,
+            metavar="N|auto",
+            help="Requests in flight at most: a ceiling, the window adapts below it; auto "
+            "finds the API's capacity (up to 256) [8].",
+        ),
+        click.option(
+            "--max-outage",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="SECONDS",
+            help="Stop (exit 3, the rest not_sent, --resume finishes later) once the API "
+            "has been unavailable this long [900].",
         ),
         click.option(
             "--rate",
@@ -345,6 +377,7 @@ def _settings(opts: dict[str, Any]) -> Settings:
         return base.replace(
             base_url=opts.get("base_url"),
             concurrency=opts.get("concurrency"),
+            max_outage=opts.get("max_outage"),
             rate=opts.get("rate"),
             max_attempts=opts.get("max_attempts"),
             timeout=opts.get("timeout"),
@@ -519,11 +552,7 @@ def flow_text(flow: FlowState | None) -> str:
         return ""
     parts = []
     if flow.unavailable_since is not None:
-        since = datetime.fromtimestamp(flow.unavailable_since).strftime("%H:%M:%S")
-        text = f"API unavailable since {since}"
-        if flow.next_try_in is not None:
-            text += f", next try in {flow.next_try_in:.0f} s"
-        parts.append(text)
+        parts.append(unavailable_text(flow.unavailable_since, flow.next_try_in))
     if flow.window < flow.ceiling:
         parts.append(f"window {flow.window}/{flow.ceiling}")
     return "; ".join(parts)
@@ -647,6 +676,18 @@ def format_summary(s: Summary) -> str:
             f"  requests {s.requests}, retries {s.retries}, throttled {s.throttled}; "
             f"{s.elapsed:.1f}s ({rate:,.0f} rows/s)"
         )
+    flow = s.flow
+    if flow is not None and (
+        flow.window < flow.ceiling or s.breaker_openings or flow.paused_seconds >= 0.05
+    ):
+        text = f"  window {flow.window}/{flow.ceiling} at the end"
+        if s.breaker_openings:
+            text += f"; API unavailable {s.breaker_openings} time" + (
+                "s" if s.breaker_openings > 1 else ""
+            )
+        if flow.paused_seconds >= 0.05:
+            text += f"; paused {flow.paused_seconds:.1f}s"
+        lines.append(text)
     if s.problems:
         lines.append("Most frequent problems:")
         for kind, count, example in s.problems[:5]:

@@ -58,6 +58,7 @@ from bulk_sync.errors import (
     ConfigError,
     CustomerNotFound,
     DocumentRejected,
+    Forbidden,
     InsecureURLError,
     RateLimited,
     ServerError,
@@ -262,9 +263,9 @@ def classify(
       :class:`TransportError` (a failed attempt, retried).
     - 3xx: :class:`ClientError` saying it was a redirect, where to, and to fix
       ``--base-url`` (redirects are never followed: the request carries the key).
-    - 401/403 → :class:`AuthError`; 404 → :class:`CustomerNotFound`; 422 →
-      :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx → :class:`ServerError`;
-      any other → :class:`ClientError`. The message is the body's ``message`` (JSON, as the
+    - 401 → :class:`AuthError`; 403 → :class:`Forbidden`; 404 → :class:`CustomerNotFound`;
+      422 → :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx →
+      :class:`ServerError`; any other → :class:`ClientError`. The message is the body's ``message`` (JSON, as the
       API writes it: ``{"code": 404, "message": "Customer not found"}``, the code a number
       or a string), else its plain text, else a default; a ``gid`` (a 409) is named.
       429 and 5xx carry ``retry_after`` from the ``Retry-After`` header.
@@ -289,8 +290,10 @@ def classify(
             customer_id=customer_id,
         )
     message, code = _error_details(body[:MAX_ERROR_BODY_BYTES], redactor)
-    if status_code in (401, 403):
+    if status_code == 401:
         cls: type[ApiError] = AuthError
+    elif status_code == 403:
+        cls = Forbidden
     elif status_code == 404:
         cls = CustomerNotFound
     elif status_code == 422:

@@ -51,7 +51,11 @@ class Settings:
 
     base_url: str = DEFAULT_BASE_URL
     token_env: str = DEFAULT_TOKEN_ENV
-    concurrency: int = 8
+    concurrency: int | Literal["auto"] = 8  # a ceiling: the window adapts below it
+    max_outage: float = 900.0  # seconds the API may be unavailable before the run stops
+    breaker_threshold: int = 10  # retriable failures in a row that mean the API is down
+    probe_interval: float = 1.0  # first wait before probing a down API (then doubling)
+    probe_interval_max: float = 10.0  # the longest wait between two probes
     rate: float | None = None
     max_attempts: int = 5
     deadline: float | None = 600.0  # seconds one request may keep retrying
@@ -96,8 +100,25 @@ class Settings:
         return merged
 
     def check(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1 (got {self.concurrency})")
+        if self.concurrency != "auto" and (
+            not isinstance(self.concurrency, int)
+            or isinstance(self.concurrency, bool)
+            or self.concurrency < 1
+        ):
+            raise ConfigError(
+                f"concurrency must be a whole number of at least 1, or auto "
+                f"(got {self.concurrency!r})"
+            )
+        if self.breaker_threshold < 1:
+            raise ConfigError(
+                f"breaker_threshold must be at least 1 (got {self.breaker_threshold})"
+            )
+        if not 0 < self.probe_interval <= self.probe_interval_max:
+            raise ConfigError("need 0 < probe_interval <= probe_interval_max")
+        if not self.max_outage > 0:
+            raise ConfigError(
+                f"max_outage must be a positive number of seconds (got {self.max_outage})"
+            )
         if self.rate is not None and self.rate <= 0:
             raise ConfigError(
                 f"rate must be a positive number of requests per second (got {self.rate})"
@@ -128,6 +149,13 @@ class Settings:
                 f"columns: unknown field(s) {', '.join(sorted(unknown))}; "
                 "use customer_id, attribute, value"
             )
+
+    @property
+    def ceiling(self) -> int:
+        """The most requests in flight: ``concurrency``, or the cap of ``auto``."""
+        from bulk_sync.flow import AUTO_CEILING
+
+        return AUTO_CEILING if self.concurrency == "auto" else int(self.concurrency)
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
         """The API key from the environment (never from a file); ``None`` when unset."""
@@ -247,18 +275,17 @@ def settings_from_mapping(
 def _coerce(key: str, value: Any, origin: str) -> Any:
     default = getattr(Settings(), key)
     try:
+        if key == "concurrency" and isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise ValueError
             return value
-        if key in ("concurrency", "max_attempts", "max_attributes_per_request") or key.startswith(
-            "max_"
-        ):
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
         if key in (
             "rate",
+            "max_outage",
+            "probe_interval",
+            "probe_interval_max",
             "deadline",
             "timeout",
             "connect_timeout",
@@ -267,6 +294,15 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
+        if key in (
+            "concurrency",
+            "max_attempts",
+            "max_attributes_per_request",
+            "breaker_threshold",
+        ) or key.startswith("max_"):
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{origin}: {key} has an unusable value {value!r}") from None
     return str(value)

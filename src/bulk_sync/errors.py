@@ -9,7 +9,9 @@
     │   └── InsecureURLError           plain http:// to a non-loopback host
     └── ApiError                       an outcome of a call to the API; carries status,
         │                              message and customer id, never the token
-        ├── AuthError                  401/403: fatal for the run (exit 3)
+        ├── AuthError                  401: credentials rejected, fatal for the run (exit 3)
+        ├── Forbidden                  403: refused for this customer (that customer's rows
+        │                              fail); many in a row stop the run like a 401
         ├── CertificateError           the server's TLS certificate is not trusted: fatal too
         ├── CustomerNotFound           404: that customer's rows fail, the run goes on
         ├── DocumentRejected           422: the body was refused (empty key/value, ...)
@@ -107,7 +109,14 @@ class ApiError(BulkSyncError):
 
 
 class AuthError(ApiError):
-    """Credentials rejected (401/403). Fatal for a run."""
+    """Credentials rejected (401). Fatal for a run."""
+
+
+class Forbidden(ApiError):
+    """403: the API refused this request. It may be about this customer (a business
+    refusal such as "Not enough SMS credits") or about the key (it lacks a permission):
+    the uploader fails that customer's rows, and stops the run like a 401 only when 403s
+    keep coming for different customers."""
 
 
 class CertificateError(ApiError):

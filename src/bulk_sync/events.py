@@ -32,8 +32,10 @@ requests on the wire get a short grace period, and the rows not accepted are rep
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from bulk_sync.models import Status
@@ -80,6 +82,17 @@ class FlowState:
             "next_try_in": None if self.next_try_in is None else round(self.next_try_in, 1),
             "paused_seconds": round(self.paused_seconds, 3),
         }
+
+
+def unavailable_text(since: float | None, next_try_in: float | None) -> str:
+    """ "API unavailable since 14:02:10, next try in 8 s": what the progress line and the
+    log say while the breaker is not closed (``since``: wall-clock epoch seconds, shown
+    in local time)."""
+    shown = datetime.fromtimestamp(since).strftime("%H:%M:%S") if since is not None else "?"
+    text = f"API unavailable since {shown}"
+    if next_try_in is not None:
+        text += f", next try in {math.ceil(next_try_in - 1e-9):.0f} s"
+    return text
 
 
 @dataclass(frozen=True, slots=True)

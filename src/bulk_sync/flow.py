@@ -178,7 +178,7 @@ class Breaker:
     """Run-wide circuit breaker; fed one sample per answered request (times passed in)."""
 
     def __init__(
-        self, *, threshold: int = 5, first_probe: float = 1.0, max_probe: float = 10.0
+        self, *, threshold: int = 10, first_probe: float = 1.0, max_probe: float = 10.0
     ) -> None:
         if threshold < 1:
             raise ValueError("threshold must be at least 1")

@@ -180,10 +180,33 @@ def metrics_text(
         ("bulk_sync_requests", "Requests made by the last run.", summary.requests),
         ("bulk_sync_retries", "Retried requests in the last run.", summary.retries),
         ("bulk_sync_throttled", "429 answers in the last run.", summary.throttled),
+        (
+            "bulk_sync_breaker_openings",
+            "Times the API became unavailable (circuit breaker opened) in the last run.",
+            summary.breaker_openings,
+        ),
+        (
+            "bulk_sync_paused_seconds",
+            "Seconds the last run held all requests back (API unavailable, Retry-After).",
+            round(summary.flow.paused_seconds, 3) if summary.flow else 0,
+        ),
         ("bulk_sync_duration_seconds", "Duration of the last run.", round(summary.elapsed, 3)),
         ("bulk_sync_exit_code", "Exit code of the last run.", summary.exit_code),
         ("bulk_sync_last_run_timestamp_seconds", "When the last run ended.", round(ts, 3)),
     ]
+    if summary.flow is not None:
+        gauges += [
+            (
+                "bulk_sync_concurrency_window",
+                "Requests the last run allowed in flight when it ended (adaptive window).",
+                summary.flow.window,
+            ),
+            (
+                "bulk_sync_concurrency_ceiling",
+                "The window's ceiling in the last run (--concurrency, or 256 for auto).",
+                summary.flow.ceiling,
+            ),
+        ]
     success = ts if summary.exit_code == 0 else last_success
     if success is not None:
         gauges.append(

@@ -32,12 +32,14 @@ from bulk_sync.events import (
     CustomerDone,
     EventHandler,
     Finished,
+    FlowState,
     Loaded,
     Planned,
     Progress,
     emitter,
 )
 from bulk_sync.files import lexists
+from bulk_sync.flow import Breaker
 from bulk_sync.grouping import across_ids, group, split
 from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
@@ -111,6 +113,8 @@ class Summary:
     inputs: tuple[str, ...] = ()
     failures: tuple[tuple[str, int], ...] = ()  # (error of failed rows, count), most first
     extra: dict[str, Any] = field(default_factory=dict)
+    flow: FlowState | None = None  # flow control when sending ended (None: nothing sent)
+    breaker_openings: int = 0  # times the API became unavailable during the run
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +133,8 @@ class Summary:
             "inputs": list(self.inputs),
             "problems": [{"kind": k, "count": c, "example": e} for k, c, e in self.problems],
             "failures": [{"error": e, "count": c} for e, c in self.failures],
+            "flow": self.flow.to_dict() if self.flow is not None else None,
+            "breaker_openings": self.breaker_openings,
             **self.extra,
         }
 
@@ -532,6 +538,8 @@ async def run_tables(
         throttled=stats.throttled,
         inputs=tuple(inputs),
         failures=_top_failures(ledger),
+        flow=stats.flow,
+        breaker_openings=stats.breaker_openings,
     )
     emit(Finished(summary))
     return summary
@@ -693,6 +701,12 @@ async def _upload(
             uploader = Uploader(
                 sender,
                 concurrency=settings.concurrency,
+                max_outage=settings.max_outage,
+                breaker=Breaker(
+                    threshold=settings.breaker_threshold,
+                    first_probe=settings.probe_interval,
+                    max_probe=settings.probe_interval_max,
+                ),
                 rate=settings.rate,
                 retry=RetryPolicy(
                     max_attempts=settings.max_attempts,
@@ -750,7 +764,7 @@ def _make_client(settings: Settings, token: str | None) -> Any:
         token or "",
         timeout=settings.timeout,
         connect_timeout=settings.connect_timeout,
-        max_connections=settings.concurrency,
+        max_connections=settings.ceiling,
         transport=settings.transport,
         verify=verify,
         allow_insecure_http=settings.allow_insecure_http,

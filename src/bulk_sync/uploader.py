@@ -1,34 +1,51 @@
-"""Concurrent upload of customer maps: bounded concurrency, a rate cap, retries.
+"""Concurrent upload of customer maps: adaptive concurrency, a circuit breaker, a rate
+cap, retries.
 
-Policies are small parts (tenacity style) and every dependency is passed in:
-the sender (anything with ``set_customer_attributes``), the sleep, the clock and the
-random source, so tests run a thousand retries without waiting.
+Policies are small parts (tenacity style) and every dependency is passed in: the
+sender (anything with ``set_customer_attributes``), the sleep, the clocks and the random
+source, so tests run a thousand retries and a ten-minute outage without waiting.
+
+Flow control (:mod:`bulk_sync.flow`, ``docs/flow-control.md``): every attempt asks, in
+this order, the breaker (is the API there?), a global pause (a ``Retry-After`` when the
+window cannot shrink further), the limiter's window (how many requests in flight now?)
+and the rate cap (``--rate``, a hard cap); every answer is fed back to the limiter and
+the breaker as one sample.
 
 What each API outcome means for a run (DESIGN.md section 5):
 
 - success: every pair of the map is ``ok``;
 - retriable (429, 5xx, connection errors, timeouts): retried with exponential backoff
-  and jitter, within ``max_attempts`` and the per-request ``deadline``; a
-  ``Retry-After`` pauses *every* worker, not only the one that got it;
+  and jitter, within ``max_attempts`` and the per-request ``deadline``. A 429 or a
+  503 shrinks the window; the request that got a ``Retry-After`` waits at least that
+  long; the whole run pauses for it only when the window is already down to one;
+- an outage (``Breaker.threshold`` retriable failures in a row): nothing is sent but one
+  probe at growing intervals. Attempts that fail while the breaker is open or probing
+  (and the one that opens it) do not count against ``max_attempts``, nor does time held
+  back count against ``deadline``. After ``max_outage`` seconds the run halts as on
+  SIGTERM: what was not accepted is ``not_sent``;
 - 422 on a map of several pairs: the map is re-sent one pair at a time, so only the
   offending pairs fail (safe: the API merges);
 - 404 and other 4xx: that map's pairs fail, the run goes on;
-- 401/403: the run halts; nothing new is sent; what was not accepted is ``not_sent``.
+- 403: that map's pairs fail with the server's message; 403s for
+  ``FORBIDDEN_IN_A_ROW`` different customers in a row (no other answer between them)
+  mean the key lacks a permission: the run halts as on a 401;
+- 401: the run halts; nothing new is sent; what was not accepted is ``not_sent``.
 
-A halt (credentials rejected, or the caller's ``stop`` event) stops dispatching at
-once, interrupts backoff sleeps, and gives requests already on the wire
-``grace_period`` seconds before they are cancelled.
+A halt (credentials rejected, the API down too long, or the caller's ``stop`` event)
+stops dispatching at once, interrupts backoff sleeps and waits, and gives requests
+already on the wire ``grace_period`` seconds before they are cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
@@ -38,18 +55,31 @@ from bulk_sync.errors import (
     CertificateError,
     CustomerNotFound,
     DocumentRejected,
+    Forbidden,
     RateLimited,
     RetriableError,
+    ServerError,
+    TransportError,
 )
-from bulk_sync.events import EventHandler, FlowState, Throttled
+from bulk_sync.events import (
+    BreakerChanged,
+    EventHandler,
+    FlowState,
+    Throttled,
+    unavailable_text,
+)
+from bulk_sync.flow import AUTO_CEILING, AUTO_INITIAL, CLOSED, OPEN, Breaker, Limiter, Permit
 from bulk_sync.models import Pair, Status
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
+Concurrency = int | Literal["auto"]
 
 MAX_RETRY_AFTER = 300.0  # a Retry-After longer than this is treated as this
+FORBIDDEN_IN_A_ROW = 10  # 403s for this many different customers in a row stop the run
+OVERLOAD_STATUSES = frozenset({429, 502, 503, 504})  # besides timeouts and dropped connections
 
 
 class Sender(Protocol):
@@ -106,7 +136,11 @@ class UploadStats:
     jobs: int = 0
     halted: str = ""  # why the run stopped early, "" when it did not
     auth_failed: bool = False
+    outage: bool = False  # the run stopped because the API was down longer than max_outage
+    breaker_openings: int = 0  # how many times the API became unavailable
+    window_decreases: int = 0
     by_status: dict[int, int] = field(default_factory=dict)
+    flow: FlowState | None = None  # the flow state when the run ended
 
 
 @dataclass(slots=True)
@@ -118,6 +152,17 @@ class _Flight:
     done: dict[int, PairOutcome] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Tries:
+    """One request's attempts: ``requests`` made, ``counted`` against ``max_attempts``
+    (not those that failed during an outage), seconds ``held`` back by the breaker."""
+
+    started: float
+    requests: int = 0
+    counted: int = 0
+    held: float = 0.0
+
+
 class _Halted(Exception):
     """Raised inside a worker when the run halts; the job ends ``not_sent``."""
 
@@ -126,37 +171,73 @@ def _retriable(exc: BaseException) -> bool:
     return isinstance(exc, RetriableError)
 
 
+def _is_outage_failure(exc: ApiError) -> bool:
+    """A failure that says the API may be down: 5xx, or no HTTP answer at all."""
+    if isinstance(exc, ServerError):
+        return True
+    return isinstance(exc, TransportError) and exc.status is None
+
+
+def _is_overload(exc: ApiError) -> bool:
+    """A failure that says "too much": 429, 502/503/504, a timeout, a dropped connection."""
+    if isinstance(exc, TransportError):
+        return exc.status is None
+    return exc.status in OVERLOAD_STATUSES
+
+
 class Uploader:
+    """Sends jobs. ``concurrency``: the ceiling of the window (``"auto"``: up to
+    :data:`~bulk_sync.flow.AUTO_CEILING`, starting low). ``max_outage``: seconds the API
+    may be unavailable before the run halts (``None``: never)."""
+
     def __init__(
         self,
         sender: Sender,
         *,
-        concurrency: int = 8,
+        concurrency: Concurrency = 8,
         rate: float | None = None,
         retry: RetryPolicy | None = None,
         grace_period: float = 2.0,
+        max_outage: float | None = 900.0,
+        limiter: Limiter | None = None,
+        breaker: Breaker | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
+        wall: Clock = time.time,
         rnd: random.Random | None = None,
         on_event: EventHandler | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if limiter is None:
+            if concurrency == "auto":
+                limiter = Limiter(AUTO_CEILING, initial=AUTO_INITIAL)
+            elif isinstance(concurrency, int) and concurrency >= 1:
+                limiter = Limiter(concurrency)
+            else:
+                raise ValueError("concurrency must be at least 1, or 'auto'")
         self._sender = sender
-        self._concurrency = concurrency
+        self._limiter = limiter
+        self._breaker = breaker or Breaker()
+        self._max_outage = max_outage
         self._interval = 1.0 / rate if rate else 0.0
         self._retry = retry or RetryPolicy()
         self._grace = grace_period
         self._sleep = sleep
         self._clock = clock
+        self._wall = wall
         self._rnd = rnd or random.Random()
+        self._on_event = on_event
         self._next_slot = 0.0
         self._resume_at = 0.0
         self._halted = asyncio.Event()
         self._halt_reason = ""
-        self._on_event = on_event
-        self._in_flight = 0
-        self._paused = 0.0  # seconds of Retry-After pauses so far (overlaps counted once)
+        self._held = 0  # window slots taken (a request about to go, or on the wire)
+        self._in_flight = 0  # requests on the wire
+        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+        self._changed = asyncio.Event()  # set (and replaced) when the breaker changes
+        self._paused = 0.0  # seconds of Retry-After pauses so far
+        self._unavailable_total = 0.0  # seconds of finished outages
+        self._since_wall: float | None = None  # wall-clock start of the current outage
+        self._forbidden: dict[str, str] = {}  # customers refused with 403 in a row
         self.stats = UploadStats()
 
     # -- public -------------------------------------------------------------------------
@@ -170,9 +251,13 @@ class Uploader:
         """Send every job; ``on_result`` is called exactly once per job, as it finishes."""
         queue: Iterator[Job] = iter(jobs)
         workers = [
-            asyncio.create_task(self._worker(queue, on_result)) for _ in range(self._concurrency)
+            asyncio.create_task(self._worker(queue, on_result))
+            for _ in range(self._limiter.ceiling)
         ]
-        watchers = [asyncio.create_task(self._cancel_after_grace(workers))]
+        watchers = [
+            asyncio.create_task(self._cancel_after_grace(workers)),
+            asyncio.create_task(self._watch_outage()),
+        ]
         if stop is not None:
             watchers.append(asyncio.create_task(self._relay_stop(stop)))
         try:
@@ -185,22 +270,30 @@ class Uploader:
         for job in queue:  # never dispatched
             on_result(self._not_sent(job, f"not sent: {reason}", 0, None))
         self.stats.halted = self._halt_reason
+        self.stats.window_decreases = self._limiter.decreases
+        self.stats.flow = self.flow_state()
         return self.stats
 
     def flow_state(self) -> FlowState:
         """A snapshot of how fast the uploader may send now (see :mod:`bulk_sync.events`)."""
-        pause_left = max(0.0, self._resume_at - self._clock())
+        now = self._clock()
+        breaker = self._breaker
+        next_try = breaker.next_try_at
         return FlowState(
-            window=self._concurrency,
-            ceiling=self._concurrency,
+            window=self._limiter.window,
+            ceiling=self._limiter.ceiling,
             in_flight=self._in_flight,
-            paused_seconds=self._paused - pause_left,
+            breaker=breaker.state,
+            unavailable_since=self._since_wall if breaker.state != CLOSED else None,
+            next_try_in=max(0.0, next_try - now) if next_try is not None else None,
+            paused_seconds=self._paused_seconds(now),
         )
 
     def halt(self, reason: str) -> None:
         if not self._halted.is_set():
             self._halt_reason = reason
             self._halted.set()
+            self._grant()
             log.warning("halting: %s", reason)
 
     # -- workers --------------------------------------------------------------------------
@@ -214,6 +307,28 @@ class Uploader:
         await asyncio.sleep(self._grace)
         for w in workers:
             w.cancel()
+
+    async def _watch_outage(self) -> None:
+        """Halt the run once the API has been unavailable for ``max_outage`` seconds."""
+        limit = self._max_outage
+        if limit is None:
+            return
+        while not self._halted.is_set():
+            changed = self._changed
+            since = self._breaker.unavailable_since
+            if since is None:
+                await self._until(changed, None)
+                continue
+            left = since + limit - self._clock()
+            if left <= 0:
+                self.stats.outage = True
+                self.halt(
+                    f"the API was unavailable for more than {limit:g} s (--max-outage), "
+                    f"since {_hms(self._since_wall)}; run again with --resume REPORT to "
+                    "send the rest"
+                )
+                return
+            await self._until(changed, left)
 
     async def _worker(self, queue: Iterator[Job], on_result: Callable[[JobResult], None]) -> None:
         for job in queue:
@@ -244,7 +359,8 @@ class Uploader:
 
     async def _send_job(self, job: Job, flight: _Flight | None = None) -> JobResult:
         flight = flight or _Flight()
-        outcome, attempts = await self._request(job.customer_id, job.body(), flight)
+        outcome, tries = await self._request(job.customer_id, job.body(), flight)
+        attempts = tries.requests
         if isinstance(outcome, dict):
             return JobResult(job, tuple(_ok(p, outcome, attempts) for p in job.pairs), attempts)
         if isinstance(outcome, DocumentRejected) and len(job.pairs) > 1:
@@ -256,20 +372,20 @@ class Uploader:
             outcomes = []
             requests = attempts
             for k, pair in enumerate(job.pairs):
-                single, n = await self._request(
+                single, more = await self._request(
                     job.customer_id, {pair.attribute: pair.value}, flight
                 )
-                requests += n
+                requests += more.requests
                 if isinstance(single, dict):
-                    outcomes.append(_ok(pair, single, attempts + n))
+                    outcomes.append(_ok(pair, single, attempts + more.requests))
                 else:
-                    outcomes.append(self._failure(single, attempts + n))
+                    outcomes.append(self._failure(single, more, attempts + more.requests))
                 flight.done[k] = outcomes[-1]
             return JobResult(job, tuple(outcomes), requests)
-        failure = self._failure(outcome, attempts)
+        failure = self._failure(outcome, tries, attempts)
         return JobResult(job, (failure,) * len(job.pairs), attempts)
 
-    def _failure(self, exc: BaseException, attempts: int) -> PairOutcome:
+    def _failure(self, exc: BaseException, tries: _Tries, attempts: int) -> PairOutcome:
         if isinstance(exc, _Halted):
             return PairOutcome(Status.NOT_SENT, None, f"not sent: {self._halt_reason}", attempts)
         if isinstance(exc, AuthError):
@@ -282,7 +398,8 @@ class Uploader:
         if isinstance(exc, CertificateError):
             return PairOutcome(Status.NOT_SENT, None, f"not sent: {exc.message}", attempts)
         if isinstance(exc, ApiError):
-            return PairOutcome(Status.FAILED, exc.status, _describe(exc, attempts), attempts)
+            text = _describe(exc, tries.counted)
+            return PairOutcome(Status.FAILED, exc.status, text, attempts)
         return PairOutcome(Status.FAILED, None, f"internal error: {type(exc).__name__}", attempts)
 
     def _not_sent(self, job: Job, error: str, attempts: int, http_status: int | None) -> JobResult:
@@ -293,8 +410,8 @@ class Uploader:
 
     async def _request(
         self, customer_id: str, body: dict[str, str], flight: _Flight | None = None
-    ) -> tuple[dict[str, str] | BaseException, int]:
-        """Send until accepted or given up: ``(map or the last error, attempts made)``.
+    ) -> tuple[dict[str, str] | BaseException, _Tries]:
+        """Send until accepted or given up: ``(map or the last error, the attempts)``.
 
         The first attempt runs without tenacity (most requests succeed at once, and
         building a retry controller per request was a fifth of the upload's CPU time);
@@ -302,83 +419,57 @@ class Uploader:
         decisions in the same order as one tenacity loop would make them (retry? then
         wait, drawing the jitter; then stop? then sleep).
         """
-        attempts = 0
-        started = self._clock()
+        tries = _Tries(self._clock())
         try:
-            await self._gate()
-            attempts = 1
-            self.stats.requests += 1
             try:
-                result = await self._on_wire(customer_id, body, flight)
+                result = await self._attempt(customer_id, body, flight, tries)
             except ApiError as exc:
-                self._observe(exc)
                 if not isinstance(exc, RetriableError):
-                    return exc, 1
-                delay = self._wait(1, exc)
-                if self._stop(1, started):
-                    return exc, 1
+                    return exc, tries
+                delay = self._wait(tries.counted, exc)
+                if self._stop(tries):
+                    return exc, tries
                 await self._interruptible_sleep(delay)
             else:
-                self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
-                return result, 1
+                return result, tries
         except _Halted as exc:
-            return exc, attempts
+            return exc, tries
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an unexpected library error: fail this map only
             log.exception("customer %r: unexpected error while sending", customer_id)
-            return exc, attempts
-        return await self._retry_rest(customer_id, body, started, flight)
+            return exc, tries
+        return await self._retry_rest(customer_id, body, tries, flight)
 
     def _wait(self, failures: int, exc: BaseException | None) -> float:
-        delay = self._retry.backoff(failures, self._rnd)
+        delay = self._retry.backoff(max(1, failures), self._rnd)
         if isinstance(exc, ApiError) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
         return delay
 
-    def _stop(self, attempts: int, started: float) -> bool:
+    def _stop(self, tries: _Tries) -> bool:
         policy = self._retry
-        if attempts >= policy.max_attempts:
+        if tries.counted >= policy.max_attempts:
             return True
-        return policy.deadline is not None and self._clock() - started >= policy.deadline
-
-    async def _on_wire(
-        self, customer_id: str, body: dict[str, str], flight: _Flight | None
-    ) -> dict[str, str]:
-        self._in_flight += 1
-        try:
-            if flight is None:
-                return await self._sender.set_customer_attributes(customer_id, body)
-            flight.requests += 1
-            flight.on_wire = True
-            try:
-                result = await self._sender.set_customer_attributes(customer_id, body)
-            except asyncio.CancelledError:
-                raise  # cut off mid-flight: on_wire stays set for the report
-            except BaseException:
-                flight.on_wire = False
-                raise
-            flight.on_wire = False
-            return result
-        finally:
-            self._in_flight -= 1
+        if policy.deadline is None:
+            return False
+        return self._clock() - tries.started - tries.held >= policy.deadline
 
     async def _retry_rest(
         self,
         customer_id: str,
         body: dict[str, str],
-        started: float,
+        tries: _Tries,
         flight: _Flight | None = None,
-    ) -> tuple[dict[str, str] | BaseException, int]:
+    ) -> tuple[dict[str, str] | BaseException, _Tries]:
         """Attempts 2, 3, ... after a retriable failure of the first (tenacity)."""
-        attempts = 1
 
         def stop(state: RetryCallState) -> bool:
-            return self._stop(state.attempt_number + 1, started)
+            return self._stop(tries)
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self._wait(state.attempt_number + 1, exc)
+            return self._wait(tries.counted, exc)
 
         retrying = AsyncRetrying(
             stop=stop,
@@ -390,66 +481,276 @@ class Uploader:
         try:
             async for attempt in retrying:
                 with attempt:
-                    await self._gate()
-                    attempts += 1
-                    self.stats.requests += 1
-                    self.stats.retries += 1
-                    try:
-                        result = await self._on_wire(customer_id, body, flight)
-                    except ApiError as exc:
-                        self._observe(exc)
-                        raise
-                    self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
-                    return result, attempts
+                    result = await self._attempt(customer_id, body, flight, tries, retry=True)
+                    return result, tries
         except (ApiError, _Halted) as exc:
-            return exc, attempts
+            return exc, tries
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or an unexpected library error: fail this map only
             log.exception("customer %r: unexpected error while sending", customer_id)
-            return exc, attempts
+            return exc, tries
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _observe(self, exc: ApiError) -> None:
+    async def _attempt(
+        self,
+        customer_id: str,
+        body: dict[str, str],
+        flight: _Flight | None,
+        tries: _Tries,
+        *,
+        retry: bool = False,
+    ) -> dict[str, str]:
+        """One attempt: admission (breaker, pause, window, rate), the request, and its
+        answer fed back as one sample. Raises the attempt's :class:`ApiError`."""
+        probe = await self._admit(tries)
+        tries.requests += 1
+        self.stats.requests += 1
+        if retry:
+            self.stats.retries += 1
+        sent_at = self._clock()
+        self._in_flight += 1
+        on_wire = self._in_flight
+        try:
+            result = await self._on_wire(customer_id, body, flight)
+        except ApiError as exc:
+            self._in_flight -= 1
+            self._release()
+            if self._observe(exc, customer_id, sent_at, on_wire, probe):
+                tries.counted += 1
+            raise
+        except BaseException:
+            self._in_flight -= 1
+            self._release()
+            if probe:
+                self._breaker.abandon_probe(self._clock())
+                self._signal_change()
+            raise
+        self._in_flight -= 1
+        self._release()
+        self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
+        tries.counted += 1
+        now = self._clock()
+        self._limiter.on_success(sent_at=sent_at, now=now, in_flight=on_wire)
+        self._api_answered(customer_id, now, probe)
+        return result
+
+    async def _on_wire(
+        self, customer_id: str, body: dict[str, str], flight: _Flight | None
+    ) -> dict[str, str]:
+        if flight is None:
+            return await self._sender.set_customer_attributes(customer_id, body)
+        flight.requests += 1
+        flight.on_wire = True
+        try:
+            result = await self._sender.set_customer_attributes(customer_id, body)
+        except asyncio.CancelledError:
+            raise  # cut off mid-flight: on_wire stays set for the report
+        except BaseException:
+            flight.on_wire = False
+            raise
+        flight.on_wire = False
+        return result
+
+    # -- feedback: one sample per answer ---------------------------------------------------
+
+    def _observe(
+        self, exc: ApiError, customer_id: str, sent_at: float, on_wire: int, probe: bool
+    ) -> bool:
+        """Feed a failed attempt to the limiter, the breaker and the 403 rule. True when
+        the attempt counts against ``max_attempts`` (not when it failed in an outage)."""
+        now = self._clock()
         if exc.status is not None:
             self.stats.by_status[exc.status] = self.stats.by_status.get(exc.status, 0) + 1
         if isinstance(exc, RateLimited):
             self.stats.throttled += 1
-        if self._on_event is not None and (
-            isinstance(exc, RateLimited)
-            or (isinstance(exc, RetriableError) and exc.retry_after is not None)
+        at_minimum = self._limiter.at_minimum
+        if _is_overload(exc):
+            self._limiter.on_drop(sent_at=sent_at, now=now)
+        if isinstance(exc, RateLimited) or (
+            isinstance(exc, RetriableError) and exc.retry_after is not None
         ):
-            self._on_event(Throttled(exc.status, exc.retry_after))
-        if isinstance(exc, RetriableError) and exc.retry_after is not None:
-            # A Retry-After slows the whole run, not only this request.
-            now = self._clock()
-            until = now + min(exc.retry_after, MAX_RETRY_AFTER)
-            if until > self._resume_at:
-                self._paused += until - max(now, self._resume_at)
-                self._resume_at = until
-                log.info(
-                    "server asked to wait %.1fs (HTTP %s); pausing all requests",
-                    exc.retry_after,
-                    exc.status,
-                )
+            self._throttled(exc, now, at_minimum)
         if isinstance(exc, AuthError):
             self.stats.auth_failed = True
             self.halt(f"credentials rejected (HTTP {exc.status})")
         if isinstance(exc, CertificateError):
             self.halt("the server's TLS certificate cannot be trusted (see --ca-bundle)")
+        if not _is_outage_failure(exc):
+            self._api_answered(customer_id, now, probe, exc)
+            return True
+        was_closed = self._breaker.state == CLOSED
+        change = self._breaker.on_failure(
+            now, probe=probe, retry_after=exc.retry_after, error=_short(exc)
+        )
+        if change is not None:
+            self._breaker_changed(now, change.reason)
+        return was_closed and change is None
 
-    async def _gate(self) -> None:
-        """Wait for any global pause and for this request's slot under the rate cap."""
-        if self._halted.is_set():
-            raise _Halted
-        while (delay := self._resume_at - self._clock()) > 0:
-            await self._interruptible_sleep(delay)
+    def _throttled(self, exc: ApiError, now: float, at_minimum: bool) -> None:
+        if self._on_event is not None:
+            self._on_event(Throttled(exc.status, exc.retry_after))
+        if exc.retry_after is None or not at_minimum:
+            return  # the smaller window is the answer; only this request waits
+        # The window cannot shrink further: honour the Retry-After for the whole run.
+        until = now + min(exc.retry_after, MAX_RETRY_AFTER)
+        if until > self._resume_at:
+            self._paused += until - max(now, self._resume_at)
+            self._resume_at = until
+            log.info(
+                "server asked to wait %.1fs (HTTP %s) with one request in flight; "
+                "pausing all requests",
+                exc.retry_after,
+                exc.status,
+            )
+
+    def _api_answered(
+        self, customer_id: str, now: float, probe: bool, exc: ApiError | None = None
+    ) -> None:
+        """An answer that shows the API is up: the breaker closes, and the 403 rule
+        counts (a 403) or starts again (anything else)."""
+        down = self._breaker.unavailable_for(now)
+        change = self._breaker.on_success(now, probe=probe)
+        if change is not None:
+            self._unavailable_total += down
+            self._limiter.restart(now)
+            self._breaker_changed(now, change.reason)
+        if isinstance(exc, RetriableError):
+            return  # a 429 says nothing about permissions
+        if not isinstance(exc, Forbidden):
+            self._forbidden.clear()
+            return
+        self._forbidden[customer_id] = exc.message
+        if len(self._forbidden) >= FORBIDDEN_IN_A_ROW:
+            self.stats.auth_failed = True
+            self.halt(
+                f"the API refused {len(self._forbidden)} customers in a row with HTTP 403 "
+                f"(last: {exc.message}): the API key may lack a permission"
+            )
+
+    def _breaker_changed(self, now: float, reason: str) -> None:
+        """Report a transition: a log line, and a :class:`BreakerChanged` event."""
+        breaker = self._breaker
+        if breaker.state == OPEN and self._since_wall is None:
+            assert breaker.unavailable_since is not None
+            self._since_wall = self._wall() - (now - breaker.unavailable_since)
+            self.stats.breaker_openings += 1
+        next_in = None if breaker.next_try_at is None else max(0.0, breaker.next_try_at - now)
+        if breaker.state == CLOSED:
+            self._since_wall = None
+            log.warning("API available again (%s); sending resumes", reason)
+        elif breaker.state == OPEN:
+            log.warning("%s (%s)", unavailable_text(self._since_wall, next_in), reason)
+        else:
+            log.info("%s: probing with one request", unavailable_text(self._since_wall, None))
+        self._signal_change()
+        if self._on_event is not None:
+            self._on_event(BreakerChanged(breaker.state, self._since_wall, next_in, reason))
+
+    def _paused_seconds(self, now: float) -> float:
+        pause_left = max(0.0, self._resume_at - now)
+        down = self._breaker.unavailable_for(now)
+        return self._paused - pause_left + self._unavailable_total + down
+
+    def _signal_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    # -- admission: breaker, pause, window, rate ---------------------------------------------
+
+    async def _admit(self, tries: _Tries) -> bool:
+        """Wait until this attempt may go. True when it is the breaker's probe."""
+        while True:
+            if self._halted.is_set():
+                raise _Halted
+            probe = False
+            if self._breaker.state != CLOSED:
+                probe = await self._breaker_permit(tries)
+            while (delay := self._resume_at - self._clock()) > 0:
+                await self._interruptible_sleep(delay)
+            await self._take_slot()
+            if self._breaker.state == CLOSED or probe:
+                break
+            self._release()  # the breaker opened while this attempt waited for a slot
         if self._interval:
             now = self._clock()
             slot = max(now, self._next_slot)
             self._next_slot = slot + self._interval
             if slot > now:
-                await self._interruptible_sleep(slot - now)
+                try:
+                    await self._interruptible_sleep(slot - now)
+                except BaseException:
+                    self._release()
+                    raise
+        return probe
+
+    async def _breaker_permit(self, tries: _Tries) -> bool:
+        """Wait while the breaker holds requests back (not counted against the
+        request's ``deadline``). True when this attempt is the probe."""
+        started = self._clock()
+        try:
+            while True:
+                if self._halted.is_set():
+                    raise _Halted
+                now = self._clock()
+                permit = self._breaker.permit(now)
+                if permit is Permit.GO:
+                    return False
+                if permit is Permit.PROBE:
+                    self._breaker_changed(now, "one request probes whether the API is back")
+                    return True
+                next_try = self._breaker.next_try_at
+                await self._until(self._changed, None if next_try is None else next_try - now)
+        finally:
+            tries.held += self._clock() - started
+
+    async def _until(self, event: asyncio.Event, seconds: float | None) -> None:
+        """Wait for ``event``, at most ``seconds`` (``None``: no limit), or a halt."""
+        waiters: list[asyncio.Future[object]] = [
+            asyncio.ensure_future(event.wait()),
+            asyncio.ensure_future(self._halted.wait()),
+        ]
+        if seconds is not None:
+            waiters.append(asyncio.ensure_future(self._sleep(max(0.0, seconds))))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    async def _take_slot(self) -> None:
+        """Take a place in the window, waiting (first come, first served) for one."""
+        if self._held < self._limiter.window and not self._waiters:
+            self._held += 1
+            return
+        granted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(granted)
+        try:
+            got = await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled() and granted.result():
+                self._release()
+            else:
+                self._waiters.remove(granted)
+            raise
+        if not got:
+            raise _Halted
+
+    def _release(self) -> None:
+        """Give back a place taken by :meth:`_take_slot`."""
+        self._held -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand free places to waiters (on a halt, wake them all without one)."""
+        halted = self._halted.is_set()
+        while self._waiters and (halted or self._held < self._limiter.window):
+            waiter = self._waiters.popleft()
+            if waiter.done():
+                continue
+            if not halted:
+                self._held += 1
+            waiter.set_result(not halted)
 
     async def _interruptible_sleep(self, seconds: float) -> None:
         if self._halted.is_set():
@@ -465,6 +766,14 @@ class Uploader:
             halt.cancel()
         if self._halted.is_set():
             raise _Halted
+
+
+def _hms(wall: float | None) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall)) if wall is not None else "?"
+
+
+def _short(exc: ApiError) -> str:
+    return f"HTTP {exc.status}: {exc.message}" if exc.status is not None else exc.message
 
 
 def _ok(pair: Pair, response: Mapping[str, str], attempts: int) -> PairOutcome:
@@ -493,6 +802,8 @@ def _describe(exc: ApiError, attempts: int) -> str:
         text = f"customer not found (HTTP 404): {exc.message}"
     elif isinstance(exc, DocumentRejected):
         text = f"rejected by the API (HTTP 422): {exc.message}"
+    elif isinstance(exc, Forbidden):
+        text = f"refused by the API (HTTP 403): {exc.message}"
     elif exc.status == 413:
         text = (
             f"HTTP 413: {exc.message} (the map is too large for one call: "

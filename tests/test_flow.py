@@ -12,10 +12,10 @@ RTT = 0.05
 
 
 def serve_round(limiter: Limiter, now: float, *, latency: float = RTT) -> float:
-    """One round trip: every request of the window answered cleanly. Returns the new time."""
-    window = limiter.window
-    for _ in range(window):
-        limiter.on_success(sent_at=now, now=now + latency, in_flight=window)
+    """One round trip: every request of a full window answered cleanly (each answer lets
+    the next request go at once, so the window stays full). Returns the new time."""
+    for _ in range(limiter.window):
+        limiter.on_success(sent_at=now, now=now + latency, in_flight=limiter.window)
     return now + latency
 
 
@@ -80,11 +80,30 @@ def test_the_window_never_goes_below_the_minimum() -> None:
     assert limiter.at_minimum
 
 
-def test_an_unused_window_does_not_grow() -> None:
+def test_a_window_that_is_not_full_does_not_grow() -> None:
     limiter = Limiter(256, initial=16)
     for k in range(1000):
-        limiter.on_success(sent_at=k * 0.1, now=k * 0.1 + RTT, in_flight=3)
+        limiter.on_success(sent_at=k * 0.1, now=k * 0.1 + RTT, in_flight=15)
     assert limiter.window == 16
+    limiter.on_success(sent_at=1000.0, now=1000.0 + RTT, in_flight=16)
+    assert limiter.window == 17  # slow start: full, so it grows
+
+
+def test_the_caller_may_hold_the_window() -> None:
+    limiter = Limiter(256, initial=16)
+    assert not limiter.on_success(sent_at=0.0, now=RTT, in_flight=16, may_grow=False)
+    assert limiter.window == 16
+
+
+def test_a_drop_brings_the_window_down_to_what_is_still_on_the_wire() -> None:
+    limiter = Limiter(128)
+    # 80 fast 429s of one burst: the first shrinks by 10%, the others only clamp
+    assert limiter.on_drop(sent_at=0.0, now=0.001, in_flight=127)
+    assert limiter.window == 115
+    for left in range(126, 47, -1):
+        limiter.on_drop(sent_at=0.0, now=0.001, in_flight=left)
+    assert limiter.window == 48
+    assert not limiter.on_drop(sent_at=0.0, now=0.002, in_flight=100)  # never raises it
 
 
 def test_growth_stops_while_answers_are_much_slower_than_the_baseline() -> None:

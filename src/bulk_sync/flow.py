@@ -10,12 +10,14 @@ Reno's rules) under a ceiling (``--concurrency N``, or 256 for ``auto``):
 
 - an overload signal (429, 502/503/504, a timeout or a dropped connection) multiplies the
   window by ``decrease`` (0.9), at most once per round trip: drops of requests sent
-  before the last decrease were caused by the old window and are not counted again;
+  before the last decrease were caused by the old window and are not counted again; and
+  the window never stays above the requests still on the wire when a drop comes back;
 - a clean answer adds ``1/window`` (one request per round trip's worth of answers), or
   1 during slow start (doubling per round trip), which runs from a low start until the
   first overload signal, and again after an outage, back up to the window before it;
-- the window only grows while it is used (at least half of it in flight when the
-  request was sent: an idle window proves nothing), and while answers are not much
+- the window only grows while it is full (as many requests on the wire as it allows when
+  the request was sent: a window not used proves nothing, and requests waiting out a
+  ``Retry-After`` must not let it creep back up), and while answers are not much
   slower than usual (a server that queues instead of refusing): the smoothed latency
   must stay under ``latency_tolerance`` times the fastest latency of the last
   ``baseline_period`` seconds.
@@ -89,9 +91,18 @@ class Limiter:
     def at_minimum(self) -> bool:
         return self._window < self.minimum + 1
 
-    def on_success(self, *, sent_at: float, now: float, in_flight: int) -> bool:
-        """A clean answer to a request sent at ``sent_at`` while ``in_flight`` requests
-        (itself included) were on the wire. True when the window grew."""
+    @property
+    def latency(self) -> float | None:
+        """The smoothed latency of clean answers (``None`` before the first)."""
+        return self._smoothed
+
+    def on_success(
+        self, *, sent_at: float, now: float, in_flight: int, may_grow: bool = True
+    ) -> bool:
+        """A clean answer, at ``now``, to a request sent at ``sent_at``; ``in_flight``:
+        requests on the wire when it came (itself included). ``may_grow=False`` holds
+        the window (the caller knows probing for more would not pay). True when the
+        window grew."""
         latency = max(0.0, now - sent_at)
         self._baseline.add(now, latency)
         smoothed = self._smoothed
@@ -100,10 +111,10 @@ class Limiter:
         )
         self._smoothed = smoothed
         before = self.window
-        if before >= self.ceiling:
+        if before >= self.ceiling or not may_grow:
             return False
-        if in_flight * 2 < before:
-            return False  # the window is not used: growing it would prove nothing
+        if in_flight < before:
+            return False  # the window was not full: growing it would prove nothing
         baseline = self._baseline.value()
         if baseline > 0 and smoothed > self._tolerance * baseline:
             return False  # answers are slowing down: the server is queueing
@@ -114,15 +125,25 @@ class Limiter:
         self._window = min(self._window, float(self.ceiling))
         return self.window != before
 
-    def on_drop(self, *, sent_at: float, now: float) -> bool:
-        """An overload signal for a request sent at ``sent_at``. True when the window
-        shrank (once per round trip: drops of requests sent before the last decrease
-        are not counted again)."""
-        if sent_at <= self._last_decrease:
+    def on_drop(self, *, sent_at: float, now: float, in_flight: int | None = None) -> bool:
+        """An overload signal, at ``now``, for a request sent at ``sent_at``;
+        ``in_flight``: requests still on the wire (without this one). True when the
+        window shrank.
+
+        The window shrinks by ``decrease`` once per round trip (drops of requests sent
+        before the last decrease are not counted again), and never stays above what is
+        still on the wire: a burst of fast 429s tells that whatever is not refused is all
+        the API holds (TCP also sizes its decrease from the data in flight, not the
+        window)."""
+        before = self._window
+        if sent_at > self._last_decrease:
+            self._window = max(float(self.minimum), self._window * self._decrease)
+            self._last_decrease = now
+        if in_flight is not None:
+            self._window = max(float(self.minimum), min(self._window, float(in_flight)))
+        if self._window == before:
             return False
-        self._window = max(float(self.minimum), self._window * self._decrease)
         self._slow_start_until = self._window
-        self._last_decrease = now
         self.decreases += 1
         return True
 

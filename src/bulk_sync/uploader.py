@@ -43,7 +43,7 @@ import collections
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -154,13 +154,20 @@ class _Flight:
 
 @dataclass(slots=True)
 class _Tries:
-    """One request's attempts: ``requests`` made, ``counted`` against ``max_attempts``
-    (not those that failed during an outage), seconds ``held`` back by the breaker."""
+    """One request's attempts: ``requests`` made, ``counted`` against ``max_attempts``,
+    seconds ``held`` back by the breaker.
+
+    A failure that may be the start of an outage (a 5xx, no answer) is ``unsure`` until
+    the next attempt: if the breaker opened meanwhile it was part of the outage and does
+    not count; otherwise it does."""
 
     started: float
     requests: int = 0
     counted: int = 0
     held: float = 0.0
+    unsure: int = 0
+    epoch: int = 0  # breaker openings when the unsure failures came
+    last: ApiError | None = None
 
 
 class _Halted(Exception):
@@ -232,6 +239,10 @@ class Uploader:
         self._halt_reason = ""
         self._held = 0  # window slots taken (a request about to go, or on the wire)
         self._in_flight = 0  # requests on the wire
+        self._pacing = 0  # window slots taken by requests waiting for the rate cap
+        self._total: int | None = None  # jobs in the run, when known
+        self._finished = 0  # jobs finished
+        self._longest_wait = 0.0  # the longest Retry-After seen (what a throttled request costs)
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._changed = asyncio.Event()  # set (and replaced) when the breaker changes
         self._paused = 0.0  # seconds of Retry-After pauses so far
@@ -249,6 +260,7 @@ class Uploader:
         stop: asyncio.Event | None = None,
     ) -> UploadStats:
         """Send every job; ``on_result`` is called exactly once per job, as it finishes."""
+        self._total = len(jobs) if isinstance(jobs, Sized) else None
         queue: Iterator[Job] = iter(jobs)
         workers = [
             asyncio.create_task(self._worker(queue, on_result))
@@ -342,6 +354,7 @@ class Uploader:
                 on_result(self._cancelled(job, flight))
                 raise
             self.stats.jobs += 1
+            self._finished += 1
             on_result(result)
 
     def _cancelled(self, job: Job, flight: _Flight) -> JobResult:
@@ -426,7 +439,7 @@ class Uploader:
             except ApiError as exc:
                 if not isinstance(exc, RetriableError):
                     return exc, tries
-                delay = self._wait(tries.counted, exc)
+                delay = self._wait(tries.counted + tries.unsure, exc)
                 if self._stop(tries):
                     return exc, tries
                 await self._interruptible_sleep(delay)
@@ -442,6 +455,7 @@ class Uploader:
         return await self._retry_rest(customer_id, body, tries, flight)
 
     def _wait(self, failures: int, exc: BaseException | None) -> float:
+        """The backoff after ``failures`` failed attempts (at least the Retry-After)."""
         delay = self._retry.backoff(max(1, failures), self._rnd)
         if isinstance(exc, ApiError) and exc.retry_after is not None:
             delay = max(delay, min(exc.retry_after, MAX_RETRY_AFTER))
@@ -469,7 +483,7 @@ class Uploader:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            return self._wait(tries.counted, exc)
+            return self._wait(tries.counted + tries.unsure, exc)
 
         retrying = AsyncRetrying(
             stop=stop,
@@ -503,6 +517,14 @@ class Uploader:
     ) -> dict[str, str]:
         """One attempt: admission (breaker, pause, window, rate), the request, and its
         answer fed back as one sample. Raises the attempt's :class:`ApiError`."""
+        if tries.unsure:
+            if self.stats.breaker_openings > tries.epoch or self._breaker.state != CLOSED:
+                tries.unsure = 0  # they were the start of an outage
+            else:
+                tries.counted += tries.unsure
+                tries.unsure = 0
+                if tries.last is not None and self._stop(tries):
+                    raise tries.last
         probe = await self._admit(tries)
         tries.requests += 1
         self.stats.requests += 1
@@ -510,14 +532,18 @@ class Uploader:
             self.stats.retries += 1
         sent_at = self._clock()
         self._in_flight += 1
-        on_wire = self._in_flight
         try:
             result = await self._on_wire(customer_id, body, flight)
         except ApiError as exc:
             self._in_flight -= 1
             self._release()
-            if self._observe(exc, customer_id, sent_at, on_wire, probe):
+            tries.last = exc
+            verdict = self._observe(exc, customer_id, sent_at, probe)
+            if verdict == "counted":
                 tries.counted += 1
+            elif verdict == "unsure":
+                tries.unsure += 1
+                tries.epoch = self.stats.breaker_openings
             raise
         except BaseException:
             self._in_flight -= 1
@@ -526,12 +552,15 @@ class Uploader:
                 self._breaker.abandon_probe(self._clock())
                 self._signal_change()
             raise
+        busy = self._held - self._pacing  # on the wire, or about to be
         self._in_flight -= 1
         self._release()
         self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
         tries.counted += 1
         now = self._clock()
-        self._limiter.on_success(sent_at=sent_at, now=now, in_flight=on_wire)
+        self._limiter.on_success(
+            sent_at=sent_at, now=now, in_flight=busy, may_grow=self._worth_probing()
+        )
         self._api_answered(customer_id, now, probe)
         return result
 
@@ -555,10 +584,12 @@ class Uploader:
     # -- feedback: one sample per answer ---------------------------------------------------
 
     def _observe(
-        self, exc: ApiError, customer_id: str, sent_at: float, on_wire: int, probe: bool
-    ) -> bool:
-        """Feed a failed attempt to the limiter, the breaker and the 403 rule. True when
-        the attempt counts against ``max_attempts`` (not when it failed in an outage)."""
+        self, exc: ApiError, customer_id: str, sent_at: float, probe: bool
+    ) -> Literal["counted", "unsure", "free"]:
+        """Feed a failed attempt to the limiter, the breaker and the 403 rule, and say
+        whether it counts against ``max_attempts``: ``free`` when it failed in an outage
+        (the breaker open or probing, or opened by it), ``unsure`` when it may be the
+        start of one (see :class:`_Tries`)."""
         now = self._clock()
         if exc.status is not None:
             self.stats.by_status[exc.status] = self.stats.by_status.get(exc.status, 0) + 1
@@ -566,7 +597,7 @@ class Uploader:
             self.stats.throttled += 1
         at_minimum = self._limiter.at_minimum
         if _is_overload(exc):
-            self._limiter.on_drop(sent_at=sent_at, now=now)
+            self._limiter.on_drop(sent_at=sent_at, now=now, in_flight=self._in_flight)
         if isinstance(exc, RateLimited) or (
             isinstance(exc, RetriableError) and exc.retry_after is not None
         ):
@@ -578,16 +609,29 @@ class Uploader:
             self.halt("the server's TLS certificate cannot be trusted (see --ca-bundle)")
         if not _is_outage_failure(exc):
             self._api_answered(customer_id, now, probe, exc)
-            return True
+            return "counted"
         was_closed = self._breaker.state == CLOSED
         change = self._breaker.on_failure(
             now, probe=probe, retry_after=exc.retry_after, error=_short(exc)
         )
         if change is not None:
             self._breaker_changed(now, change.reason)
-        return was_closed and change is None
+        return "unsure" if was_closed and change is None else "free"
+
+    def _worth_probing(self) -> bool:
+        """Whether growing the window may still pay: probing above the API's capacity
+        costs the request that gets throttled its ``Retry-After``, which near the end of
+        the run is no longer hidden behind other work but becomes the run's tail. So the
+        window stops growing once what is left would be sent within twice that wait."""
+        if self._total is None or not self._longest_wait:
+            return True
+        left = self._total - self._finished
+        latency = self._limiter.latency or 0.0
+        return left * latency > 2 * self._longest_wait * self._limiter.window
 
     def _throttled(self, exc: ApiError, now: float, at_minimum: bool) -> None:
+        if exc.retry_after is not None:
+            self._longest_wait = max(self._longest_wait, min(exc.retry_after, MAX_RETRY_AFTER))
         if self._on_event is not None:
             self._on_event(Throttled(exc.status, exc.retry_after))
         if exc.retry_after is None or not at_minimum:
@@ -677,11 +721,14 @@ class Uploader:
             slot = max(now, self._next_slot)
             self._next_slot = slot + self._interval
             if slot > now:
+                self._pacing += 1
                 try:
                     await self._interruptible_sleep(slot - now)
                 except BaseException:
                     self._release()
                     raise
+                finally:
+                    self._pacing -= 1
         return probe
 
     async def _breaker_permit(self, tries: _Tries) -> bool:

@@ -265,9 +265,10 @@ def classify(
       ``--base-url`` (redirects are never followed: the request carries the key).
     - 401 → :class:`AuthError`; 403 → :class:`Forbidden`; 404 → :class:`CustomerNotFound`;
       422 → :class:`DocumentRejected`; 429 → :class:`RateLimited`; 5xx →
-      :class:`ServerError`; any other → :class:`ClientError`. The message is the body's ``message`` (JSON, as the
-      API writes it: ``{"code": 404, "message": "Customer not found"}``, the code a number
-      or a string), else its plain text, else a default; a ``gid`` (a 409) is named.
+      :class:`ServerError`; any other → :class:`ClientError`. The message is the body's
+      ``message`` (JSON, as the API writes it: ``{"code": 404, "message": "Customer not
+      found"}``, the code a number or a string), else its plain text, else a default; a
+      ``gid`` (a 409) is named.
       429 and 5xx carry ``retry_after`` from the ``Retry-After`` header.
     """
     success = 200 <= status_code < 300

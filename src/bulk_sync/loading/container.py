@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 from bulk_sync.errors import InputError
+from bulk_sync.loading import ooxml
 from bulk_sync.loading.options import LoadOptions, MiB, size_text
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -89,6 +90,7 @@ def check_workbook_container(
         with zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data)) as archive:
             infos = archive.infolist()
             strings = _declared_shared_strings(archive)
+            workbook = ooxml.workbook_part(archive)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise InputError(
             f"not a valid {fmt} workbook: the file is damaged or incomplete ({exc})",
@@ -110,9 +112,10 @@ def check_workbook_container(
             f"declares {strings[0]:,} strings but has room for at most {strings[1] // 5 + 1:,}",
             source=source,
         )
-    names = {info.filename for info in infos}
-    is_ods = "content.xml" in names and any(n == "mimetype" for n in names)
-    is_ooxml = "xl/workbook.xml" in names or "xl/workbook.bin" in names
+    names = {info.filename.replace("\\", "/").lstrip("/").casefold() for info in infos}
+    is_ods = "content.xml" in names and workbook is None
+    is_ooxml = workbook is not None
+    binary = workbook is not None and workbook.casefold().endswith(".bin")
     if fmt == "ODS" and not is_ods:
         detail = "rename it to .xlsx" if is_ooxml else "it has no spreadsheet content"
         raise InputError(f"not a valid ODS workbook: {detail}", source=source)
@@ -123,9 +126,9 @@ def check_workbook_container(
             else "it is a zip file without a workbook inside (a Word or other Office file?)"
         )
         raise InputError(f"not a valid {fmt} workbook: {detail}", source=source)
-    if fmt == "XLSB" and "xl/workbook.bin" not in names:
+    if fmt == "XLSB" and not binary:
         raise InputError("not a valid XLSB workbook: rename it to .xlsx", source=source)
-    if fmt in ("XLSX", "XLSM") and "xl/workbook.xml" not in names:
+    if fmt in ("XLSX", "XLSM") and binary:
         raise InputError(f"not a valid {fmt} workbook: rename it to .xlsb", source=source)
 
 
@@ -136,10 +139,14 @@ def _declared_shared_strings(archive: zipfile.ZipFile) -> tuple[int, int] | None
     """(uniqueCount, size) of an XLSX shared-strings table: the reader reserves room for
     uniqueCount strings before reading any, so a damaged count must be caught first."""
     try:
-        info = archive.getinfo("xl/sharedStrings.xml")
+        info = next(
+            i
+            for i in archive.infolist()
+            if i.filename.replace("\\", "/").casefold().endswith("sharedstrings.xml")
+        )
         with archive.open(info) as f:
             head = f.read(4096)
-    except (KeyError, OSError, zipfile.BadZipFile, ValueError, EOFError, zlib.error):
+    except (StopIteration, OSError, zipfile.BadZipFile, ValueError, EOFError, zlib.error):
         return None
     match = _UNIQUE_COUNT.search(head)
     return (int(match.group(1)), info.file_size) if match else None

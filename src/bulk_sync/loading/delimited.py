@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import itertools
+import logging
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from bulk_sync.loading.layout import (
 )
 from bulk_sync.loading.options import CANDIDATE_DELIMITERS, LoadOptions, MiB
 from bulk_sync.models import Table
+
+log = logging.getLogger("bulk_sync.loading")
 
 _SAMPLE_BYTES = 64 * 1024
 _SNIFF_RECORDS = 1000
@@ -97,6 +102,15 @@ def _utf8_bytes(data: bytes, forced: str | None, source: str) -> tuple[bytes, st
     if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
         text = _decode_all(data, None, source)
         return text.encode("utf-8", "surrogatepass"), text
+    unmarked = unmarked_wide_encoding(data)
+    if unmarked is not None:
+        try:
+            text = data.decode(unmarked)
+        except UnicodeDecodeError:
+            pass
+        else:
+            log.info("%s: read as %s (no byte-order mark)", source, unmarked.upper())
+            return text.encode("utf-8", "surrogatepass"), text
     try:
         codecs.getincrementaldecoder("utf-8")().decode(
             data[:_SAMPLE_BYTES], final=len(data) <= _SAMPLE_BYTES
@@ -105,6 +119,33 @@ def _utf8_bytes(data: bytes, forced: str | None, source: str) -> tuple[bytes, st
         text = _decode_all(data, None, source)
         return text.encode("utf-8", "surrogatepass"), text
     return data, None
+
+
+def unmarked_wide_encoding(data: bytes) -> str | None:
+    """UTF-16 or UTF-32 (LE/BE) when the first bytes have the NUL pattern of mostly-ASCII
+    text in that encoding and no byte-order mark says so; None otherwise."""
+    sample = data[:4096]
+    sample = sample[: len(sample) - len(sample) % 4]
+    if len(sample) < 4 or b"\x00" not in sample:
+        return None
+
+    def zero_share(part: bytes) -> float:
+        return part.count(0) / len(part)
+
+    lanes = [sample[k::4] for k in range(4)]
+    if all(zero_share(lanes[k]) > 0.95 for k in (1, 2, 3)) and zero_share(lanes[0]) < 0.5:
+        return "utf-32-le"
+    if all(zero_share(lanes[k]) > 0.95 for k in (0, 1, 2)) and zero_share(lanes[3]) < 0.5:
+        return "utf-32-be"
+    odd, even = sample[1::2], sample[0::2]
+    if zero_share(odd) > 0.9 and zero_share(even) < 0.5:
+        return "utf-16-le"
+    if zero_share(even) > 0.9 and zero_share(odd) < 0.5:
+        return "utf-16-be"
+    return None
+
+
+_EXCEL_SEP = re.compile(rb'"?sep=([^\r\n"])"?[^\r\n]*(?:\r\n|\n|\r)')
 
 
 @dataclass(frozen=True)
@@ -183,6 +224,14 @@ def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> 
         )
     raw, text = _utf8_bytes(data, options.encoding, source)
     del data
+    sep = _EXCEL_SEP.match(raw)
+    if sep is not None:
+        # Excel's "sep=;" line: the delimiter, and not a row (Excel does not show it)
+        if options.delimiter is None:
+            options = dataclasses.replace(options, delimiter=sep.group(1).decode())
+        raw = raw[sep.end() :]
+        if text is not None:
+            text = raw.decode("utf-8", "surrogatepass")
     skip = len(raw[: 1 << 20]) - len(raw[: 1 << 20].lstrip(b"\r\n"))
     sample_bytes = raw[skip : skip + _SAMPLE_BYTES]
     truncated = len(raw) - skip > _SAMPLE_BYTES
@@ -192,7 +241,8 @@ def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> 
     if options.encoding is None and control_ratio(sample[:8192]) > BINARY_RATIO:
         raise InputError(
             "does not look like a text (CSV) file: it is mostly binary data "
-            "(if it is UTF-16 text without a byte-order mark, give --encoding utf-16)",
+            "(if it is UTF-16 or UTF-32 text without a byte-order mark, give --encoding "
+            "utf-16 or --encoding utf-32)",
             source=source,
         )
     if truncated:

@@ -440,3 +440,166 @@ def test_the_same_api_is_recognised_however_its_url_is_written() -> None:
     assert not same_api("http://127.0.0.1:8080", "http://127.0.0.1:8081")
     assert not same_api("https://api.example.com/v1", "https://api.example.com/v2")
     assert not same_api("https://api.example.com", "https://api.example.com.evil.io")
+
+
+# -- 11.14: a report read back by retry or --resume has the loader's zip-bomb guard ---------------
+
+
+def _report_bomb(path: Path, megabytes: int) -> Path:
+    """A small .xlsx shaped like a report whose shared strings unpack to ``megabytes``."""
+    from bulk_sync.models import REPORT_COLUMNS
+    from test_bad_input import _NS, handmade_xlsx, millions_of_strings
+
+    def inline(r: int, values: list[str]) -> str:
+        cells = "".join(
+            f'<c r="{chr(65 + k)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
+            for k, v in enumerate(values)
+        )
+        return f'<row r="{r}">{cells}</row>'
+
+    sheet = (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}><sheetData>'
+        + inline(1, list(REPORT_COLUMNS))
+        + inline(2, ["in.csv", "", "2", "C1", "a", "1", "failed", "500", "boom", "5"])
+        + "</sheetData></worksheet>"
+    )
+    return handmade_xlsx(path, shared_strings=millions_of_strings(megabytes), sheet=sheet)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["retry", "resume"])
+def test_a_report_that_is_a_zip_bomb_is_refused_in_bounded_time_and_memory(
+    tmp_path: Path, command: str
+) -> None:
+    import time
+
+    from test_bad_input import run_process
+
+    bomb = _report_bomb(tmp_path / "old.xlsx", 150)
+    assert bomb.stat().st_size < 2 * 1024 * 1024
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    args = (
+        ["retry", str(bomb), "--dry-run"]
+        if command == "retry"
+        else ["sync", str(src), "--resume", str(bomb), "--dry-run"]
+    )
+    started = time.monotonic()
+    code, out, err, peak_kib = run_process([*args, "--report", str(tmp_path / "r.csv")], tmp_path)
+    assert code == 2, err
+    assert "zip bomb" in err
+    assert "old.xlsx" in err
+    assert "Traceback" not in err + out
+    assert time.monotonic() - started < 10
+    assert peak_kib < 400 * 1024, f"peak memory {peak_kib // 1024} MiB"
+
+
+@pytest.mark.timeout(60)
+def test_a_report_declaring_a_cell_at_xfd1048576_is_refused_at_once(tmp_path: Path) -> None:
+    """A 1 KB report with rows 1, 2 and 1,048,576 and a cell at XFD: openpyxl padded every
+    row to 16,384 cells and yielded every row between (minutes and gigabytes)."""
+    import time
+    import zipfile
+
+    from bulk_sync.errors import InputError
+    from bulk_sync.models import REPORT_COLUMNS
+    from bulk_sync.runner import retry_tables
+    from test_bad_input import _CT, _NS, _RELS, _WORKBOOK, _WORKBOOK_RELS
+
+    def inline(r: int, values: list[str]) -> str:
+        cells = "".join(
+            f'<c r="{chr(65 + k)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
+            for k, v in enumerate(values)
+        )
+        return f'<row r="{r}">{cells}</row>'
+
+    sheet = (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}>'
+        '<dimension ref="A1:XFD1048576"/><sheetData>'
+        + inline(1, list(REPORT_COLUMNS))
+        + inline(2, ["in.csv", "", "2", "C1", "a", "1", "failed", "500", "boom", "5"])
+        + '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>'
+        + "</sheetData></worksheet>"
+    )
+    report = tmp_path / "old.xlsx"
+    with zipfile.ZipFile(report, "w", zipfile.ZIP_DEFLATED) as z:
+        no_strings = '<Override PartName="/xl/sharedStrings.xml"'
+        z.writestr("[Content_Types].xml", _CT.split(no_strings)[0] + "</Types>")
+        z.writestr("_rels/.rels", _RELS)
+        z.writestr("xl/workbook.xml", _WORKBOOK)
+        z.writestr("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS.split('<Relationship Id="rId2"')[0]
+                   + "</Relationships>")  # fmt: skip
+        z.writestr("xl/worksheets/sheet1.xml", sheet)
+    started = time.monotonic()
+    with pytest.raises(InputError, match="blank rows in a row"):
+        retry_tables(report)
+    assert time.monotonic() - started < 10
+
+
+# -- 11.8: values longer than an Excel cell -----------------------------------------------------
+
+
+def test_retry_never_sends_a_value_cut_to_fit_an_excel_cell(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    from openpyxl import load_workbook
+
+    from bulk_sync.report import read_report
+
+    long_value = "".join(chr(0x41 + k % 26) for k in range(40_003))
+    src = write_csv(tmp_path / "in.csv", [("C1", "essay", long_value), ("C2", "plan", "gold")])
+    first = emulator_thread(customers=frozenset({"C2"}))  # C1 unknown: its row fails
+    report = tmp_path / "first.xlsx"
+    result = run_cli("sync", str(src), "--report", str(report), "--base-url", first.base_url)
+    assert result.exit_code == 1, result.output
+    twin = tmp_path / "first.xlsx.full.csv"
+    assert str(twin) in result.stderr  # the warning names it
+    # The XLSX cell holds what Excel can, and says it is cut and where the rest is.
+    wb = load_workbook(report, read_only=True)
+    cell = next(wb["report"].iter_rows(min_row=2, max_row=2, values_only=True))[5]
+    wb.close()
+    assert len(cell) <= 32_767
+    assert cell.startswith(long_value[:30_000])
+    assert cell.endswith("40003 characters in all, more than an Excel cell holds; "
+                         "the whole text is in first.xlsx.full.csv]")  # fmt: skip
+    # The twin holds every line, whole.
+    assert [r.value for r in read_report(twin)] == [long_value, "gold"]
+    assert [r.status.value for r in read_report(twin)] == ["failed", "ok"]
+
+    second = emulator_thread()
+    result = run_cli("retry", str(report), "--base-url", second.base_url)
+    assert result.exit_code == 2, result.output
+    assert "was cut to fit an Excel cell (40,003 characters in all)" in result.stderr
+    assert "first.xlsx.full.csv" in result.stderr
+    assert second.state.requests_total == 0
+    # From the twin, the value goes whole.
+    result = run_cli(
+        "retry", str(twin), "--report", str(tmp_path / "again.csv"), "--base-url",
+        second.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert second.state.customers == {"C1": {"essay": long_value}}
+
+
+def test_an_xlsx_report_without_long_texts_has_no_twin_and_escapes_are_never_split(
+    tmp_path: Path,
+) -> None:
+    from bulk_sync.report import XL_CELL_LIMIT, cut_note, read_report, write_report
+
+    assert (
+        write_report(tmp_path / "r.xlsx", [("a.csv", "", 2, "C1", "a", "v", "ok", 200, "", 1)]) == 0
+    )
+    # Control characters become 7-character escapes: a cut never falls inside one.
+    for pad in range(7):
+        value = "x" * pad + "\x01" * 5000  # 35,000+ characters once escaped
+        path = tmp_path / f"c{pad}.xlsx"
+        assert write_report(path, [("a.csv", "", 2, "C1", "a", value, "failed", 500, "", 1)]) == 1
+        [row] = read_report(path)
+        note = cut_note(row.value)
+        assert note == (len(value), f"c{pad}.xlsx.full.csv")
+        body = row.value[: row.value.index(" [...cut by bulk-sync")]
+        assert value.startswith(body)
+        assert len(body) > (XL_CELL_LIMIT - 200) // 7
+    # a note claiming a whole shorter than what is left is not one
+    assert cut_note("short [...cut by bulk-sync: 3 characters in all, more than an Excel "
+                    "cell holds; the whole text is in x.csv]") is None  # fmt: skip

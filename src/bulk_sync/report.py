@@ -22,7 +22,9 @@ could run as a formula gets one leading apostrophe, see :func:`escape`. In XLSX 
 characters XML cannot carry (control characters other than tab and LF, CR, lone
 surrogates) are written as OOXML ``_xHHHH_`` escapes, as Excel does; a literal
 ``_xHHHH_`` is escaped as ``_x005F_xHHHH_``. Excel limits a cell to 32,767 characters:
-longer texts are cut in the XLSX (not in the CSV or the journal).
+a longer text is cut in the XLSX and ends with a note saying so (``[...cut by bulk-sync:
+N characters in all, ...]``); the caller then writes a CSV twin (``out.xlsx.full.csv``)
+that holds every text whole, and ``retry`` refuses a cut value (:func:`cut_note`).
 
 Every report is written to a temporary file in the target directory and renamed over
 the target at the end: a reader never sees half a report.
@@ -51,6 +53,7 @@ __all__ = [
     "JOURNAL_SUFFIX",
     "Journal",
     "accepted_rows",
+    "cut_note",
     "escape",
     "is_dangerous",
     "journal_path_for",
@@ -58,6 +61,7 @@ __all__ = [
     "read_journal_header",
     "read_meta",
     "read_report",
+    "twin_path_for",
     "unescape",
     "write_report",
 ]
@@ -131,7 +135,7 @@ def write_report(
     lines: Iterable[Sequence[object]],
     *,
     summary: Mapping[str, object] | None = None,
-) -> None:
+) -> int:
     """Write a report atomically; ``.csv`` or ``.xlsx`` by ``path``'s suffix.
 
     Each line holds the 10 fields of :data:`~bulk_sync.models.REPORT_COLUMNS` in order:
@@ -141,18 +145,58 @@ def write_report(
     columns are a contract, gets it as a JSON object in a file beside it
     (:func:`meta_path_for`: ``out.csv.meta.json``), written first.
 
+    Returns the number of texts cut to Excel's cell limit (:data:`XL_CELL_LIMIT`; always 0
+    for a CSV). Each cut text ends with a note saying so and naming the CSV twin
+    (:func:`twin_path_for`), which the caller writes with the same lines.
+
     Raises :class:`~bulk_sync.errors.UsageError` for any other suffix.
     """
     path = Path(path)
     suffix = path.suffix.lower()
+    cut = [0]
     if suffix == ".csv":
         if summary is not None:
             _write_meta(meta_path_for(path), summary)
         atomic_write(path, lambda f: _write_csv(f, cast(Iterable[_Line], lines)))
     elif suffix == ".xlsx":
-        atomic_write(path, lambda f: _write_xlsx(f, cast(Iterable[_Line], lines), summary or {}))
+        twin = twin_path_for(path).name
+
+        def write(f: IO[bytes]) -> None:
+            cut[0] = _write_xlsx(f, cast(Iterable[_Line], lines), summary or {}, twin)
+
+        atomic_write(path, write)
     else:
         raise UsageError(f"{path}: a report must end in .csv or .xlsx, not {path.suffix!r}")
+    return cut[0]
+
+
+def twin_path_for(report_path: Path) -> Path:
+    """The CSV twin of an XLSX report, written when a text was too long for an Excel cell:
+    ``out.xlsx`` -> ``out.xlsx.full.csv``."""
+    report_path = Path(report_path)
+    return report_path.with_name(report_path.name + TWIN_SUFFIX)
+
+
+def cut_note(text: str) -> tuple[int, str] | None:
+    """``(length in all, twin's name)`` when ``text`` (as read back from an XLSX report)
+    was cut to fit an Excel cell, else ``None``."""
+    if "[...cut by bulk-sync: " not in text:
+        return None
+    m = _CUT.search(text)
+    if m is None or int(m.group(1)) <= m.start():  # the whole must be longer than what is left
+        return None
+    return int(m.group(1)), m.group(2)
+
+
+def _xl_fit(s: str, length: int, twin: str) -> str:
+    """``s`` (encoded for XML) cut to Excel's cell limit, ending with a note that says so."""
+    note = _CUT_NOTE.format(length=length, twin=twin)
+    keep = XL_CELL_LIMIT - len(note)
+    for k in range(max(0, keep - 6), keep):  # never split an _xHHHH_ escape
+        if s.startswith("_x", k) and _XL_ESCAPED.match(s, k):
+            keep = k
+            break
+    return s[:keep] + note
 
 
 def meta_path_for(report_path: Path) -> Path:
@@ -257,6 +301,19 @@ _XL_ESCAPED = re.compile("_x([0-9A-Fa-f]{4})_")
 _XL_WIDTHS = (22, 12, 8, 20, 22, 30, 10, 11, 60, 9)
 _CSV_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
 _XL_MAX_ROWS = 1_048_576  # rows per sheet, header included (Excel's limit)
+XL_CELL_LIMIT = 32_767  # characters in one Excel cell
+TWIN_SUFFIX = ".full.csv"
+_CUT_NOTE = (
+    " [...cut by bulk-sync: {length} characters in all, more than an Excel cell holds; "
+    "the whole text is in {twin}]"
+)
+_CUT = re.compile(
+    r" \[\.\.\.cut by bulk-sync: ([0-9]+) characters in all, more than an Excel cell "
+    r"holds; the whole text is in ([^\]\n]*)\]\Z"
+)
+_XL_READ_COLUMNS = 64  # a report has 10 columns; one re-saved from Excel may have a few more
+_XL_MAX_BLANK_ROWS = 100_000  # consecutive blank rows read back before giving up
+_XL_SUMMARY_ROWS = 1_000
 _XL_HIGHLIGHT = {"invalid": "FFEB9C", "failed": "FFC7CE", "not_sent": "D9D9D9"}
 
 
@@ -274,7 +331,9 @@ def _xl_decode(s: str) -> str:
     return _XL_ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), s)
 
 
-def _write_xlsx(out: IO[bytes], lines: Iterable[_Line], summary: Mapping[str, object]) -> None:
+def _write_xlsx(
+    out: IO[bytes], lines: Iterable[_Line], summary: Mapping[str, object], twin: str
+) -> int:
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ERROR_CODES
@@ -300,8 +359,15 @@ def _write_xlsx(out: IO[bytes], lines: Iterable[_Line], summary: Mapping[str, ob
             cells.append(c)
         return cells
 
+    cut = 0
+
     def text(s: str) -> Any:
+        nonlocal cut
+        length = len(s)
         s = _xl_encode(escape(s))
+        if len(s) > XL_CELL_LIMIT:  # openpyxl would cut it silently
+            s = _xl_fit(s, length, twin)
+            cut += 1
         if s in error_codes:  # "#N/A" would become an error cell
             c = WriteOnlyCell(ws, value=s)
             c.data_type = "s"
@@ -363,6 +429,7 @@ def _write_xlsx(out: IO[bytes], lines: Iterable[_Line], summary: Mapping[str, ob
     for key, value in summary.items():
         ws.append([text(str(key)), _summary_cell(value, text)])
     wb.save(out)
+    return cut
 
 
 def _xl_sheet_name(k: int) -> str:
@@ -755,9 +822,30 @@ def _xlsx_decode(v: object) -> str:
     return str(v)
 
 
+def _check_xlsx(path: Path) -> None:
+    """The loader's checks before openpyxl opens a report: a zip bomb (a small file that
+    unpacks to gigabytes), a damaged shared-strings count, a file over the size limit,
+    something that is not a workbook at all."""
+    from bulk_sync.loading.container import check_workbook_container
+    from bulk_sync.loading.options import LoadOptions, size_text
+
+    options = LoadOptions()
+    with open(path, "rb") as f:
+        head = f.read(4096)
+        size = os.fstat(f.fileno()).st_size
+    if size > options.max_file_bytes:
+        raise InputError(
+            f"the report is too large ({size_text(size)}; the limit is "
+            f"{size_text(options.max_file_bytes)})",
+            source=str(path),
+        )
+    check_workbook_container(path, head, size, "XLSX", options, str(path))
+
+
 def _read_xlsx_summary(path: Path) -> dict[str, object] | None:
     from openpyxl import load_workbook
 
+    _check_xlsx(path)
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception:  # zipfile/XML errors of many kinds: no facts to read
@@ -766,7 +854,8 @@ def _read_xlsx_summary(path: Path) -> dict[str, object] | None:
         if "summary" not in wb.sheetnames:
             return None
         facts: dict[str, object] = {}
-        for k, row in enumerate(wb["summary"].iter_rows(values_only=True)):
+        rows = wb["summary"].iter_rows(max_row=_XL_SUMMARY_ROWS, max_col=2, values_only=True)
+        for k, row in enumerate(rows):
             if k == 0 or not row or row[0] is None:
                 continue
             facts[_xlsx_decode(row[0])] = _xlsx_decode(row[1]) if len(row) > 1 else ""
@@ -778,6 +867,7 @@ def _read_xlsx_summary(path: Path) -> dict[str, object] | None:
 def _read_xlsx(path: Path) -> Iterator[_Raw]:
     from openpyxl import load_workbook
 
+    _check_xlsx(path)
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as e:  # zipfile/XML errors of many kinds
@@ -790,14 +880,30 @@ def _read_xlsx(path: Path) -> Iterator[_Raw]:
             names.append(_xl_sheet_name(k))
         sheets = [wb[name] for name in names] or [wb.worksheets[0]]
         for ws in sheets:
-            rows = ws.iter_rows(values_only=True)
-            header = next(rows, None)
+            # Columns and blank rows are bounded: a sheet declaring a cell at XFD1048576
+            # would have openpyxl pad every row to 16,384 cells, and a million blank rows.
+            header = next(
+                ws.iter_rows(min_row=1, max_row=1, max_col=_XL_READ_COLUMNS, values_only=True),
+                None,
+            )
             if header is None:
                 raise InputError("the sheet is empty", source=str(path), sheet=ws.title)
             positions = _column_positions(header, path)
+            rows = ws.iter_rows(min_row=2, max_col=max(positions) + 1, values_only=True)
+            blank = 0
             for line, values in enumerate(rows, 2):
                 if all(v is None or v == "" for v in values):
+                    blank += 1
+                    if blank > _XL_MAX_BLANK_ROWS:
+                        raise InputError(
+                            f"more than {_XL_MAX_BLANK_ROWS:,} blank rows in a row: not a report "
+                            "bulk-sync wrote (or a damaged one)",
+                            source=str(path),
+                            sheet=ws.title,
+                            row=line,
+                        )
                     continue
+                blank = 0
                 picked = [values[k] if k < len(values) else None for k in positions]
                 try:
                     parsed = _parse(picked, path, line, _xlsx_decode)

@@ -45,7 +45,15 @@ from bulk_sync.loading import LoadOptions, load
 from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
 from bulk_sync.provenance import INPUT_FILES, check_resume, path_identity
 from bulk_sync.redaction import Redactor
-from bulk_sync.report import Journal, accepted_rows, journal_path_for, read_report, write_report
+from bulk_sync.report import (
+    Journal,
+    accepted_rows,
+    cut_note,
+    journal_path_for,
+    read_report,
+    twin_path_for,
+    write_report,
+)
 from bulk_sync.uploader import (
     Job,
     JobResult,
@@ -572,7 +580,18 @@ def _finish(
         "rows": sum(ledger.counts().values()),
         **{f"rows {status}": n for status, n in ledger.counts().items()},
     }
-    write_report(report, ledger.lines(), summary=summary)
+    cut = write_report(report, ledger.lines(), summary=summary)
+    if cut:
+        twin = twin_path_for(report)
+        write_report(twin, ledger.lines(), summary=summary)
+        log.warning(
+            "%d text(s) were longer than an Excel cell holds (32,767 characters): %s shows "
+            "them cut, with a note; the CSV report %s holds them whole (use it for retry)",
+            cut,
+            report,
+            twin,
+            extra={"event": "report_cut", "cells": cut, "twin": str(twin)},
+        )
     if journal is not None:
         journal.close()
         journal.path.unlink(missing_ok=True)
@@ -914,6 +933,16 @@ def retry_tables(report: Path) -> list[Table]:
     for r in read_report(report):
         if r.status not in (Status.FAILED, Status.NOT_SENT):
             continue
+        for column, text in (("customer_id", r.customer_id), ("attribute", r.attribute),
+                             ("value", r.value)):  # fmt: skip
+            cut = cut_note(text)
+            if cut is not None:
+                raise UsageError(
+                    f"{report}: the {column} of {r.source} row {r.row} was cut to fit an Excel "
+                    f"cell ({cut[0]:,} characters in all); retrying would send it cut. Retry "
+                    f"from the CSV report that holds it whole: {cut[1]} beside it (or a .csv "
+                    "report of the same run)"
+                )
         if (r.source, r.sheet) != key:
             flush()
             key = (r.source, r.sheet)

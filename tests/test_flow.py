@@ -230,6 +230,31 @@ def test_a_late_success_while_open_closes_the_breaker() -> None:
     assert change.state == CLOSED
 
 
+def test_failures_count_in_a_row_by_when_requests_were_sent() -> None:
+    breaker = Breaker(threshold=3)
+    breaker.on_failure(1.00, sent_at=1.00)  # the first request sent after the API died
+    # answers to requests sent before it come in late, successful: older news
+    assert breaker.on_success(1.02, sent_at=0.97) is None
+    breaker.on_failure(1.03, sent_at=1.01)
+    breaker.on_success(1.04, sent_at=0.99)
+    change = breaker.on_failure(1.05, sent_at=1.02)
+    assert change is not None
+    assert change.state == OPEN
+    assert breaker.on_success(1.06, sent_at=0.98) is None  # does not close it either
+    assert breaker.state == OPEN
+    assert breaker.permit(2.1) is Permit.PROBE
+    assert breaker.on_success(2.2, sent_at=2.1, probe=True) is not None  # a probe counts
+
+
+def test_a_success_sent_after_the_first_failure_breaks_the_row() -> None:
+    breaker = Breaker(threshold=3)
+    breaker.on_failure(1.0, sent_at=1.0)
+    breaker.on_failure(1.1, sent_at=1.1)
+    breaker.on_success(1.2, sent_at=1.05)
+    breaker.on_failure(1.3, sent_at=1.3)
+    assert breaker.state == CLOSED
+
+
 def test_an_abandoned_probe_lets_another_request_probe_at_once() -> None:
     breaker = Breaker(threshold=1)
     breaker.on_failure(0.0)

@@ -478,7 +478,12 @@ class EmulatorState:
             "faults": dict(self.faults),
             "customers": len(self.customers),
             "max_in_flight": self.max_in_flight,
-            "outage_started": self.outage_started is not None,
+            "outage_for": (  # seconds since the outage began, None before
+                None
+                if self.outage_started is None
+                else round(self._clock() - self.outage_started, 3)
+            ),
+            "in_outage": self.in_outage(),
         }
 
     def snapshot(self) -> bytes:

@@ -28,7 +28,8 @@ failures, timeouts) open it; while open nothing is sent until the next probe; th
 request probes (``probing``); its success closes the breaker, its failure opens it again
 for twice as long (``first_probe``, doubling up to ``max_probe``; a ``Retry-After`` on
 the failure lengthens the wait). Any answer that shows the API is up (a success, a 4xx,
-a 429) ends a streak of failures.
+a 429) to a request sent after the streak's first failed one ends the streak: failures
+count in a row in the order requests were sent, not answered.
 """
 
 from __future__ import annotations
@@ -211,6 +212,7 @@ class Breaker:
         self.state = CLOSED
         self.streak = 0  # retriable failures in a row while closed
         self._streak_since: float | None = None  # when the streak's first failure came
+        self._streak_sent: float | None = None  # when that failed request was sent
         self.unavailable_since: float | None = None  # set while open or probing
         self.next_try_at: float | None = None  # while open
         self._interval = first_probe
@@ -233,10 +235,25 @@ class Breaker:
             return 0.0
         return max(0.0, now - self.unavailable_since)
 
-    def on_success(self, now: float, *, probe: bool = False) -> BreakerChange | None:
-        """An answer that shows the API is up (a success, a 4xx, a 429)."""
+    def on_success(
+        self, now: float, *, probe: bool = False, sent_at: float | None = None
+    ) -> BreakerChange | None:
+        """An answer that shows the API is up (a success, a 4xx, a 429), to a request
+        sent at ``sent_at``. Failures count in a row in the order requests were *sent*:
+        the late success of a request sent before the row's first failed one is older
+        news (it was taken in before the API went down) and neither breaks the row nor
+        closes the breaker. A probe's success always counts."""
+        stale = (
+            not probe
+            and sent_at is not None
+            and self._streak_sent is not None
+            and sent_at < self._streak_sent
+        )
+        if stale:
+            return None
         self.streak = 0
         self._streak_since = None
+        self._streak_sent = None
         if self.state == CLOSED:
             return None
         down = self.unavailable_for(now)
@@ -254,13 +271,16 @@ class Breaker:
         probe: bool = False,
         retry_after: float | None = None,
         error: str = "",
+        sent_at: float | None = None,
     ) -> BreakerChange | None:
-        """A retriable failure: 5xx, a refused or dropped connection, a timeout."""
+        """A retriable failure (5xx, a refused or dropped connection, a timeout) of a
+        request sent at ``sent_at`` (default: ``now``)."""
         if error:
             self.last_error = error
         if self.state == CLOSED:
             if self.streak == 0:
                 self._streak_since = now
+                self._streak_sent = now if sent_at is None else sent_at
             self.streak += 1
             if self.streak < self.threshold:
                 return None

@@ -561,7 +561,7 @@ class Uploader:
         self._limiter.on_success(
             sent_at=sent_at, now=now, in_flight=busy, may_grow=self._worth_probing()
         )
-        self._api_answered(customer_id, now, probe)
+        self._api_answered(customer_id, sent_at, now, probe)
         return result
 
     async def _on_wire(
@@ -608,11 +608,11 @@ class Uploader:
         if isinstance(exc, CertificateError):
             self.halt("the server's TLS certificate cannot be trusted (see --ca-bundle)")
         if not _is_outage_failure(exc):
-            self._api_answered(customer_id, now, probe, exc)
+            self._api_answered(customer_id, sent_at, now, probe, exc)
             return "counted"
         was_closed = self._breaker.state == CLOSED
         change = self._breaker.on_failure(
-            now, probe=probe, retry_after=exc.retry_after, error=_short(exc)
+            now, probe=probe, retry_after=exc.retry_after, error=_short(exc), sent_at=sent_at
         )
         if change is not None:
             self._breaker_changed(now, change.reason)
@@ -649,12 +649,17 @@ class Uploader:
             )
 
     def _api_answered(
-        self, customer_id: str, now: float, probe: bool, exc: ApiError | None = None
+        self,
+        customer_id: str,
+        sent_at: float,
+        now: float,
+        probe: bool,
+        exc: ApiError | None = None,
     ) -> None:
         """An answer that shows the API is up: the breaker closes, and the 403 rule
         counts (a 403) or starts again (anything else)."""
         down = self._breaker.unavailable_for(now)
-        change = self._breaker.on_success(now, probe=probe)
+        change = self._breaker.on_success(now, probe=probe, sent_at=sent_at)
         if change is not None:
             self._unavailable_total += down
             self._limiter.restart(now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 import zipfile
 from pathlib import Path
 
@@ -85,3 +86,65 @@ def test_small_utf16_and_utf32_files_without_a_bom_are_decoded(encoding: str) ->
 def test_binary_message_names_utf32_too() -> None:
     with pytest.raises(InputError, match="utf-32"):
         load_bytes(bytes(range(256)) * 8, "x.csv")
+
+
+# ----------------------------------------------------------------------------- B8
+
+
+def test_a_stray_cell_at_xfd1048576_costs_nothing_and_is_no_error(tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [HEADER, ["c1", "a", 1], ["c2", "b", 0.125]]:
+        ws.append(row)
+    ws["C3"].number_format = "0.0%"
+    ws["XFD1048576"] = "far away"
+    path = tmp_path / "far.xlsx"
+    wb.save(path)
+    from bulk_sync.loading import load_file
+
+    (table,) = load_file(path)  # a dense read would need 17 billion cells
+    assert list(table.rows) == [2, 3]
+    assert list(table.values) == ["1", "12.5%"]
+
+
+def test_an_xls_with_cells_at_a1_and_iv65536_is_read_by_its_used_cells(tmp_path: Path) -> None:
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("S")
+    for c, text in enumerate(HEADER):
+        sheet.write(0, c, text)
+    sheet.write(1, 0, "c1")
+    sheet.write(1, 1, "a")
+    sheet.write(1, 2, 48929, xlwt.easyxf(num_format_str="00000000"))
+    sheet.write(65535, 255, "far away")
+    path = tmp_path / "far.xls"
+    book.save(str(path))
+    from bulk_sync.loading import load_file
+
+    (table,) = load_file(path)
+    assert list(table.values) == ["00048929"]
+    assert list(table.rows) == [2]  # rows 3-65536 are blank in the needed columns
+
+
+def test_a_large_workbook_with_a_stray_far_cell_is_read_too(tmp_path: Path) -> None:
+    # poi 58325_db.xlsx (2.6 MB) with one more cell at XFD1048576 ended in SIGABRT: only
+    # workbooks up to 2 MiB were read in the protected child.
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for row in [HEADER, ["c1", "a", "x"]]:
+        ws.append(row)
+    ws["XFD1048576"] = "far away"
+    out = io.BytesIO()
+    wb.save(out)
+    big = io.BytesIO()
+    with zipfile.ZipFile(big, "w") as z:
+        for info in zipfile.ZipFile(out).infolist():
+            z.writestr(info, zipfile.ZipFile(out).read(info))
+        z.writestr("xl/media/image1.emf", random.Random(5).randbytes(3 * 1024 * 1024))
+    path = tmp_path / "big.xlsx"
+    path.write_bytes(big.getvalue())
+    from bulk_sync.loading import load_file
+
+    (table,) = load_file(path)
+    assert list(table.values) == ["x"]

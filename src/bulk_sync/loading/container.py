@@ -15,7 +15,7 @@ from bulk_sync.loading import ooxml
 from bulk_sync.loading.options import LoadOptions, MiB, size_text
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 BINARY_RATIO = 0.10  # more control characters than this: not a text file
 _BINARY_MIN_SAMPLE = 256  # below this, rows speak for themselves (validation flags controls)
 # A workbook expanding past this much AND more than max_compression_ratio times its size
@@ -34,14 +34,27 @@ def control_ratio(text: str) -> float:
     return bad / len(text)
 
 
+def is_raw_biff(head: bytes) -> bool:
+    """An Excel 2-4 workbook: a bare BIFF stream (a BOF record), not an OLE container."""
+    return (
+        len(head) >= 8
+        and head[0] == 0x09
+        and head[1] in (0x00, 0x02, 0x04, 0x08)
+        and head[3] == 0
+        and 4 <= head[2] <= 20
+    )
+
+
 def content_kind(head: bytes) -> str:
     """What the first bytes of a file say it is: zip, ole, gzip, pdf, html, text, binary."""
     if not head:
         return "empty"
     if head.startswith(_ZIP_MAGIC):
         return "zip"
-    if head.startswith(_OLE_MAGIC):
+    if head.startswith(OLE_MAGIC):
         return "ole"
+    if is_raw_biff(head):
+        return "biff"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"
     if head.startswith(b"%PDF"):
@@ -65,8 +78,8 @@ def check_workbook_container(
     kind = content_kind(head)
     if kind == "empty":
         raise InputError("file is empty", source=source)
-    expected = "ole" if fmt == "XLS" else "zip"
-    if kind != expected:
+    expected = ("ole", "biff") if fmt == "XLS" else ("zip",)
+    if kind not in expected:
         if kind == "text":
             detail = "it looks like a text (CSV) file; rename it to .csv"
         elif kind == "html":
@@ -76,11 +89,9 @@ def check_workbook_container(
             )
         elif kind == "zip":
             detail = "it is a zip-based workbook (XLSX or ODS); rename it to .xlsx or .ods"
-        elif kind == "ole":
-            detail = (
-                "it is an old-format Excel (XLS) workbook or a password-protected workbook; "
-                "rename it to .xls, or remove the password and save it again"
-            )
+        elif kind in ("ole", "biff"):
+            # (an encrypted workbook, also an OLE file, was told apart before this)
+            detail = "it is an old-format Excel (XLS) workbook; rename it to .xls"
         else:
             detail = "the content is not a spreadsheet"
         raise InputError(f"not a valid {fmt} workbook: {detail}", source=source)

@@ -212,7 +212,7 @@ def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> 
             "rename it with its real extension (.xlsx or .ods)",
             source=source,
         )
-    if kind == "ole":
+    if kind in ("ole", "biff"):
         raise InputError(
             "this looks like an old Excel (XLS) workbook, not a text file; rename it to .xls",
             source=source,

@@ -277,3 +277,130 @@ def _cell_styles_slow(sheet_xml: bytes, wanted: set[int]) -> list[tuple[bytes, b
         if s:
             found.append((column_letters(col).encode(), str(row).encode(), s.group(1)))
     return found
+
+
+# --------------------------------------------------------------------------- sparse sheets
+
+_LAST_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\br="(\d{1,7})"')
+_WIDE_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{2,3})\d')
+
+
+def sheet_extent(sheet_xml: bytes) -> tuple[int, int, int]:
+    """(cells used, last row, last column + 1) of a sheet, cheaply: what a dense read of
+    the sheet from A1 would hold is ``rows * columns``."""
+    cells = sheet_xml.count(b"<c ") + sheet_xml.count(b":c ")
+    tail = sheet_xml.rfind(b"<row") if b"<row" in sheet_xml else sheet_xml.rfind(b":row ")
+    last = _LAST_ROW.search(sheet_xml, max(tail - 1, 0))
+    rows = int(last.group(1)) if last else cells
+    for m in re.finditer(rb'\br="[A-Z]{1,3}(\d{1,7})"', sheet_xml[max(tail, 0) :]):
+        rows = max(rows, int(m.group(1)))
+    columns = 26
+    wide = {m.group(1) for m in _WIDE_REF.finditer(sheet_xml)}
+    if wide:
+        columns = max(column_index(w.decode()) + 1 for w in wide)
+    return cells, rows, columns
+
+
+def shared_strings(archive: zipfile.ZipFile, package: Package) -> list[str]:
+    """The shared-strings table, each rich-text string the concatenation of its runs
+    (phonetic guides left out)."""
+    name = next(
+        (
+            zip_name
+            for norm, zip_name in package.names.items()
+            if norm.endswith("sharedstrings.xml") and "_rels" not in norm
+        ),
+        None,
+    )
+    if name is None:
+        return []
+    out: list[str] = []
+    with archive.open(name) as f:
+        for _, element in ET.iterparse(f):  # noqa: S314
+            if _local(element.tag) == "si":
+                out.append(_text_of(element))
+                element.clear()
+    return out
+
+
+def _text_of(element: ET.Element) -> str:
+    """The text of a string item: its <t> elements, in order, outside phonetic runs."""
+    parts: list[str] = []
+
+    def walk(node: ET.Element) -> None:
+        for child in node:
+            tag = _local(child.tag)
+            if tag == "rPh":
+                continue
+            if tag == "t":
+                parts.append(child.text or "")
+            else:
+                walk(child)
+
+    walk(element)
+    return "".join(parts)
+
+
+def read_sparse_sheet(
+    sheet_xml: bytes, strings: Sequence[str]
+) -> tuple[list[list[Any]], list[int]]:
+    """The rows of a sheet that have cells, and their 1-based numbers: memory follows the
+    cells used, not the sheet's bounding box (a stray cell at XFD1048576)."""
+    import io
+
+    rows: list[list[Any]] = []
+    numbers: list[int] = []
+    row_number = 0
+    cells: dict[int, Any] = {}
+    col = -1
+    for event, element in ET.iterparse(io.BytesIO(sheet_xml), events=("start", "end")):  # noqa: S314
+        tag = _local(element.tag)
+        if event == "start":
+            if tag == "row":
+                r = element.get("r")
+                row_number = int(r) if r and r.isdigit() else row_number + 1
+                cells = {}
+                col = -1
+            continue
+        if tag == "c":
+            ref = element.get("r")
+            m = re.fullmatch(r"([A-Z]{1,3})(\d+)", ref or "")
+            col = column_index(m.group(1)) if m else col + 1
+            value = _cell_value(element, strings)
+            if value != "":
+                cells[col] = value
+            element.clear()
+        elif tag == "row":
+            if cells:
+                row = [""] * (max(cells) + 1)
+                for j, v in cells.items():
+                    row[j] = v
+                rows.append(row)
+                numbers.append(row_number)
+            element.clear()
+    return rows, numbers
+
+
+def _cell_value(element: ET.Element, strings: Sequence[str]) -> Any:
+    kind = element.get("t", "n")
+    v = next((child.text for child in element if _local(child.tag) == "v"), None)
+    if kind == "inlineStr":
+        box = next((child for child in element if _local(child.tag) == "is"), None)
+        return _text_of(box) if box is not None else ""
+    if v is None:
+        return ""
+    if kind == "s":
+        try:
+            return strings[int(v)]
+        except (ValueError, IndexError):
+            return ""
+    if kind in ("str", "d"):
+        return v
+    if kind == "b":
+        return v.strip() in ("1", "true")
+    if kind == "e":
+        return ""
+    try:
+        return float(v)
+    except ValueError:
+        return v

@@ -22,12 +22,12 @@ import python_calamine as calamine
 from bulk_sync import numfmt
 from bulk_sync.cells import cell_to_str, fast_sent, formatted_cell
 from bulk_sync.errors import InputError
-from bulk_sync.loading import ooxml
-from bulk_sync.loading.container import check_workbook_container
+from bulk_sync.loading import encryption, ooxml, xls
+from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, is_raw_biff
 from bulk_sync.loading.layout import build_table, column_letter, find_columns, find_layout
 from bulk_sync.loading.ooxml import column_letters as letters
 from bulk_sync.loading.options import LoadOptions
-from bulk_sync.loading.sandbox import ISOLATE_MAX_BYTES, isolated
+from bulk_sync.loading.sandbox import isolated
 from bulk_sync.models import CellNotice, Table
 
 log = logging.getLogger("bulk_sync.loading")
@@ -40,13 +40,15 @@ def _is_reader_failure(exc: BaseException) -> bool:
 
 def _calamine_error(exc: BaseException, fmt: str, source: str, sheet: str = "") -> InputError:
     if isinstance(exc, calamine.PasswordError):
-        return InputError(
-            "the workbook is password-protected; remove the password and save it again",
-            source=source,
-        )
+        return InputError(encryption.PROTECTED_MESSAGE, source=source)
     detail = str(exc).strip() or type(exc).__name__
     return InputError(f"not a valid {fmt} workbook: {detail}", source=source, sheet=sheet)
 
+
+OLD_EXCEL = (
+    "saved by an old Excel version (Excel 4 or older) in a form bulk-sync cannot read; "
+    "open it in Excel or LibreOffice and save it as .xlsx"
+)
 
 WorkbookData = Path | bytes  # where the reader finds the workbook: a path, or its bytes
 
@@ -55,14 +57,31 @@ def load_workbook(
     data: WorkbookData, head: bytes, size: int, fmt: str, options: LoadOptions, source: str
 ) -> list[Table]:
     """The tables of the selected sheets of a workbook: ``data`` is its path or its bytes,
-    ``head`` its first bytes."""
+    ``head`` its first bytes. Read in a limited child process (the Rust reader aborts
+    the process on some damaged files), whatever the workbook's size."""
+    if head.startswith(OLE_MAGIC):
+        unlocked = encryption.unlock(data, fmt, source)
+        if unlocked is not None:  # Excel's default password: read what it hides
+            data, head, size = unlocked, unlocked[:4096], len(unlocked)
+            log.info("%s: encrypted with Excel's default password; decrypted", source)
     check_workbook_container(data, head, size, fmt, options, source)
-    if size <= ISOLATE_MAX_BYTES and hasattr(os, "fork"):
-        return isolated(lambda: _read_workbook(data, fmt, options, source), fmt, source)
+    if hasattr(os, "fork"):
+        return isolated(lambda: _read_workbook(data, fmt, options, source), fmt, source, size)
     return _read_workbook(data, fmt, options, source)
 
 
-def _open_workbook(data: WorkbookData) -> Any:
+def _open_workbook(data: WorkbookData, fmt: str) -> Any:
+    """An xlrd workbook for XLS (calamine when xlrd cannot read it), else calamine's."""
+    if fmt == "XLS":
+        try:
+            return xls.open_xls(data)
+        except xls.XlsEncrypted:
+            raise
+        except Exception as exc:  # xlrd gave up: calamine may still read it
+            log.debug("xlrd cannot read the workbook (%s); trying calamine", exc)
+            head = data.read_bytes()[:16] if isinstance(data, Path) else data[:16]
+            if is_raw_biff(head):  # Excel 2-4: calamine reads only OLE files
+                raise InputError(OLD_EXCEL) from None
     if isinstance(data, Path):
         return calamine.CalamineWorkbook.from_path(os.fspath(data))
     return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
@@ -70,28 +89,29 @@ def _open_workbook(data: WorkbookData) -> Any:
 
 def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: str) -> list[Table]:
     try:
-        workbook = _open_workbook(data)
+        workbook = _open_workbook(data, fmt)
+    except xls.XlsEncrypted:
+        raise InputError(encryption.PROTECTED_MESSAGE, source=source) from None
+    except InputError as exc:
+        raise InputError(exc.reason, source=source) from None
     except BaseException as exc:
         if not _is_reader_failure(exc):
             raise
         raise _calamine_error(exc, fmt, source) from None
     try:
         names = _select_sheets(workbook, source, options)
-        styles = _styles_of(data, fmt)
+        styles = _Styles(workbook, data if fmt in ("XLSX", "XLSM") else None)
         tables: list[Table] = []
         skipped: list[str] = []
         for name in names:
             try:
-                # skip_empty_area=False keeps the empty rows and columns above and left of
-                # the data (sheet.start says where it begins), so grid[i] is spreadsheet
-                # row i + 1 in XLSX, XLS and ODS alike.
-                grid = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+                grid, numbers = styles.sparse_rows(name) or (_dense_rows(workbook, name), None)
             except BaseException as exc:
                 if not _is_reader_failure(exc):
                     raise
                 raise _calamine_error(exc, fmt, source, name) from None
             try:
-                table = _grid_table(grid, source, name, options, styles.sheet(name))
+                table = _grid_table(grid, source, name, options, styles.sheet(name), numbers)
             except InputError as exc:
                 if not options.all_sheets:
                     raise
@@ -121,6 +141,14 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
     finally:
         with contextlib.suppress(Exception):  # already closed: nothing to release
             workbook.close()
+
+
+def _dense_rows(workbook: Any, name: str) -> list[list[Any]]:
+    # skip_empty_area=False keeps the empty rows and columns above and left of the data
+    # (sheet.start says where it begins), so grid[i] is spreadsheet row i + 1 in XLSX,
+    # XLS and ODS alike.
+    rows: list[list[Any]] = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    return rows
 
 
 def _select_sheets(workbook: Any, source: str, options: LoadOptions) -> list[str]:
@@ -171,7 +199,12 @@ _TITLE_ROWS = 10  # how far below the first non-blank row a sheet's header may s
 
 
 def _title_rows_skipped(
-    grid: list[list[Any]], first: int, options: LoadOptions, source: str, sheet: str
+    grid: list[list[Any]],
+    first: int,
+    options: LoadOptions,
+    source: str,
+    sheet: str,
+    number: Callable[[int], int],
 ) -> int:
     """Where the header is: the first non-blank row, unless that row lacks the columns and
     one of the next few rows has them all (a title such as "Clientes 2026" above the
@@ -185,7 +218,7 @@ def _title_rows_skipped(
                 "%s, sheet %r: header found in row %d; the rows above it are taken as a title",
                 source,
                 sheet,
-                i + 1,
+                number(i),
             )
             return i
     return first
@@ -197,17 +230,23 @@ def _grid_table(
     sheet: str,
     options: LoadOptions,
     formats: SheetFormats | None = None,
+    numbers: Sequence[int] | None = None,
 ) -> Table | None:
-    """The table of one sheet's cells (``grid[i]`` is spreadsheet row ``i + 1``), or None
-    when the sheet has no non-blank row."""
+    """The table of one sheet's cells, or None when the sheet has no non-blank row.
+    ``grid[i]`` is spreadsheet row ``i + 1``, or row ``numbers[i]`` when given (a sparse
+    sheet: only the rows that have cells)."""
     header_at = next((i for i, row in enumerate(grid) if not all(_is_blank(c) for c in row)), None)
     if header_at is None:
         return None
-    header_at = _title_rows_skipped(grid, header_at, options, source, sheet)
+
+    def number(i: int) -> int:
+        return i + 1 if numbers is None else numbers[i]
+
+    header_at = _title_rows_skipped(grid, header_at, options, source, sheet, number)
     header = [cell_to_str(c) for c in grid[header_at]]
     layout = find_layout(
         header,
-        header_at + 1,
+        number(header_at),
         options,
         source=source,
         sheet=sheet,
@@ -217,10 +256,14 @@ def _grid_table(
         ),
     )
     body = grid[header_at + 1 :]
-    width = len(header)
-    if min(map(len, body), default=width) < width:  # calamine gives rectangles; be safe
+    width = max(layout.needed) + 1
+    if min(map(len, body), default=width) < width:  # rows may be ragged; be safe
         body = [row if len(row) >= width else [*row, *([""] * (width - len(row)))] for row in body]
-    first = header_at + 2
+    rows: Sequence[int]
+    if numbers is None:
+        rows = range(header_at + 2, header_at + 2 + len(body))
+    else:
+        rows = list(numbers[header_at + 1 :])
     found = formats.of(layout.needed) if formats is not None else {}
     columns: list[list[str]] = []
     notices: list[CellNotice] = []
@@ -233,7 +276,7 @@ def _grid_table(
             continue
         assert formats is not None
         column, notice = _formatted_column(
-            [row[j] for row in body], codes, first, formats.date1904, options.cells == "as_shown"
+            [row[j] for row in body], codes, rows, formats.date1904, options.cells == "as_shown"
         )
         columns.append(column)
         if notice is not None:
@@ -241,24 +284,34 @@ def _grid_table(
             notices.append(CellNotice(source, sheet, letters(j), header[j], row, sent, shown))
     for n in notices:
         log.warning("%s: %s", source, n.message)
-    rows = range(first, first + len(body))
     table = build_table(source, sheet, layout, columns, rows, {})
     return dataclasses.replace(table, notices=tuple(notices)) if notices else table
 
 
+def _positions(rows: Sequence[int], wanted: Any) -> list[int]:
+    """Indexes into ``rows`` (sorted row numbers) of the row numbers in ``wanted``."""
+    if isinstance(rows, range):
+        found = wanted - rows.start
+        return np.sort(found[(found >= 0) & (found < len(rows))]).tolist()  # type: ignore[no-any-return]
+    ordered = np.asarray(rows, dtype=np.int64)
+    at = np.searchsorted(ordered, wanted)
+    ok = at < len(ordered)
+    at = at[ok]
+    return np.sort(at[ordered[at] == wanted[ok]]).tolist()  # type: ignore[no-any-return]
+
+
 def _formatted_column(
-    cells: list[Any], codes: Mapping[str, Any], first: int, date1904: bool, as_shown: bool
+    cells: list[Any], codes: Mapping[str, Any], rows: Sequence[int], date1904: bool, as_shown: bool
 ) -> tuple[list[str], tuple[int, str, str] | None]:
-    """The texts of one column's cells, whose formats are ``codes`` (a format code to the
-    1-based rows of its cells), and the first cell (row, sent, shown) whose text differs
-    from what a person sees, if any."""
+    """The texts of one column's cells (``cells[k]`` is in row ``rows[k]``), whose formats
+    are ``codes`` (a format code to the row numbers of its cells), and the first cell
+    (row, sent, shown) whose text differs from what a person sees, if any."""
     n = len(cells)
     plan: list[tuple[str, list[int]]] = []
     rewritten = np.zeros(n, dtype=bool)
-    for code, rows in codes.items():
-        positions = rows - first
-        positions = np.sort(positions[(positions >= 0) & (positions < n)])
-        plan.append((code, positions.tolist()))
+    for code, wanted in codes.items():
+        positions = _positions(rows, wanted)
+        plan.append((code, positions))
         if as_shown or numfmt.changes_numbers(code):
             rewritten[positions] = True
     column = [
@@ -288,8 +341,8 @@ def _formatted_column(
                 value, code, date1904=date1904, as_shown=as_shown, want_shown=notice is None
             )
             column[k] = text.sent
-            if text.shown and (notice is None or k + first < notice[0]):
-                notice = (k + first, text.sent, text.shown)
+            if text.shown and (notice is None or rows[k] < notice[0]):
+                notice = (rows[k], text.sent, text.shown)
                 if not changes:
                     break
     return column, notice
@@ -308,11 +361,19 @@ class SheetFormats:
         return self._read(columns)
 
 
-class _Styles:
-    """Per-sheet formats of a workbook (XLSX/XLSM); none for the other kinds (yet)."""
+# A sheet whose cells, read densely from A1, would be this many times the cells it has
+# (and at least _SPARSE_MIN cells) is read sparsely instead: memory follows used cells.
+_SPARSE_RATIO = 4
+_SPARSE_MIN = 2_000_000
 
-    def __init__(self, data: WorkbookData | None = None) -> None:
-        self._data = data
+
+class _Styles:
+    """What python-calamine does not give of a workbook: the number formats of the cells
+    (XLSX/XLSM from the style table, XLS from xlrd) and, for an XLSX sheet with a cell
+    far outside its data, its cells read sparsely."""
+
+    def __init__(self, workbook: Any, data: WorkbookData | None) -> None:
+        self._xls = workbook if isinstance(workbook, xls.XlsBook) else None
         self._archive: zipfile.ZipFile | None = None
         self._package: ooxml.Package | None = None
         self._styles: list[str | None] = []
@@ -326,25 +387,44 @@ class _Styles:
         except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
             self._package = None
 
-    def sheet(self, name: str) -> SheetFormats | None:
+    def _sheet_xml(self, name: str) -> bytes | None:
         package, archive = self._package, self._archive
-        if package is None or archive is None or not any(self._styles):
+        if package is None or archive is None or name not in package.sheets:
             return None
-        part = package.sheets.get(name)
-        if part is None:
+        try:
+            return archive.read(package.sheets[name])
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
+            return None
+
+    def sparse_rows(self, name: str) -> tuple[list[list[Any]], list[int]] | None:
+        """The sheet's rows read sparsely when a dense read would cost far more than its
+        cells justify (a stray cell at XFD1048576); None to read it densely."""
+        xml = self._sheet_xml(name)
+        if xml is None or self._package is None or self._archive is None:
+            return None
+        cells, rows, columns = ooxml.sheet_extent(xml)
+        if rows * columns <= max(_SPARSE_MIN, _SPARSE_RATIO * cells):
+            return None
+        log.info(
+            "sheet %r spans %d rows x %d columns for %d cells: reading only its cells",
+            name,
+            rows,
+            columns,
+            cells,
+        )
+        strings = ooxml.shared_strings(self._archive, self._package)
+        return ooxml.read_sparse_sheet(xml, strings)
+
+    def sheet(self, name: str) -> SheetFormats | None:
+        book = self._xls
+        if book is not None:
+            return SheetFormats(lambda columns: book.formats(name, columns), book.date1904)
+        package = self._package
+        if package is None or not any(self._styles):
             return None
 
         def read(columns: Sequence[int]) -> dict[int, dict[str, Any]]:
-            try:
-                xml = archive.read(part)
-            except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
-                return {}
-            return ooxml.cell_styles(xml, columns, self._styles)
+            xml = self._sheet_xml(name)
+            return {} if xml is None else ooxml.cell_styles(xml, columns, self._styles)
 
         return SheetFormats(read, package.date1904)
-
-
-def _styles_of(data: WorkbookData, fmt: str) -> _Styles:
-    if fmt in ("XLSX", "XLSM"):
-        return _Styles(data)
-    return _Styles()

@@ -11,7 +11,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from bulk_sync.columns import TextColumn
+    from bulk_sync.grouping import Maps
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "source",
@@ -102,26 +106,35 @@ class Table:
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """All input rows of a run, concatenated in input order (global row index ``i``)."""
+    """All input rows of a run, concatenated in input order (global row index ``i``).
+
+    The three columns are :class:`~bulk_sync.columns.TextColumn` values (Arrow strings):
+    the tables' own arrays, one chunk each, not copied. Stages that handle every row
+    work on their ``arrow`` form; indexing one row gives a Python string.
+    """
 
     tables: tuple[Table, ...]
     offsets: tuple[int, ...]  # global index of each table's first row
-    customer_ids: Sequence[str]
-    attributes: Sequence[str]
-    values: Sequence[str]
+    customer_ids: TextColumn
+    attributes: TextColumn
+    values: TextColumn
 
     @classmethod
     def of(cls, tables: Sequence[Table]) -> Rows:
+        from bulk_sync.columns import TextColumn
+
         offsets: list[int] = []
-        cids: list[str] = []
-        attrs: list[str] = []
-        vals: list[str] = []
+        total = 0
         for t in tables:
-            offsets.append(len(cids))
-            cids.extend(t.customer_ids)
-            attrs.extend(t.attributes)
-            vals.extend(t.values)
-        return cls(tuple(tables), tuple(offsets), cids, attrs, vals)
+            offsets.append(total)
+            total += len(t)
+        return cls(
+            tuple(tables),
+            tuple(offsets),
+            TextColumn.concat(t.customer_ids for t in tables),
+            TextColumn.concat(t.attributes for t in tables),
+            TextColumn.concat(t.values for t in tables),
+        )
 
     def __len__(self) -> int:
         return len(self.customer_ids)
@@ -191,13 +204,14 @@ class CustomerMap(NamedTuple):
 class Grouped:
     """Result of grouping valid rows.
 
-    ``maps``: one per customer, in order of first appearance.
+    ``maps``: one per customer, in order of first appearance (built lazily from arrays:
+    :class:`~bulk_sync.grouping.Maps`).
     ``invalid``: rows made invalid by grouping (conflicting duplicates), with problems.
     ``superseded``: rows that lost to a later row under ``--on-conflict last``:
     index -> note for the report (status ``skipped``).
     """
 
-    maps: tuple[CustomerMap, ...]
+    maps: Maps
     invalid: tuple[Problem, ...] = ()
     superseded: dict[int, str] = field(default_factory=dict)
 

@@ -14,7 +14,6 @@ appended to a journal beside the report, so even a ``kill -9`` leaves a record t
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import time
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bulk_sync.config import Settings
 from bulk_sync.customers import read_customer_file
@@ -40,9 +41,10 @@ from bulk_sync.events import (
 )
 from bulk_sync.files import lexists
 from bulk_sync.flow import Breaker
-from bulk_sync.grouping import across_ids, group, split
+from bulk_sync.grouping import Maps, across_ids, group, split
+from bulk_sync.ledger import Ledger
 from bulk_sync.loading import LoadOptions, load
-from bulk_sync.models import CustomerMap, Pair, Problem, Rows, Status, Table
+from bulk_sync.models import Pair, Problem, Rows, Status, Table
 from bulk_sync.provenance import INPUT_FILES, check_resume, path_identity
 from bulk_sync.redaction import Redactor
 from bulk_sync.report import (
@@ -54,6 +56,9 @@ from bulk_sync.report import (
     twin_path_for,
     write_report,
 )
+from bulk_sync.shard import Shard as Shard
+from bulk_sync.shard import only_shard
+from bulk_sync.shard import shard_of as shard_of
 from bulk_sync.uploader import (
     Job,
     JobResult,
@@ -69,37 +74,7 @@ log = logging.getLogger(__name__)
 
 SKIP_RESUMED = "already sent (resume)"
 SKIP_UNCHANGED = "already synced; unchanged since the last run (state)"
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """``--shard K/N``: customers whose stable hash modulo N is K."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        try:
-            k_text, n_text = text.split("/")
-            k, n = int(k_text), int(n_text)
-        except ValueError:
-            raise ConfigError(f"--shard must look like K/N, e.g. 0/4 (got {text!r})") from None
-        if n < 1 or not 0 <= k < n:
-            raise ConfigError(f"--shard {text}: need 0 <= K < N")
-        return cls(k, n)
-
-    def owns(self, customer_id: str) -> bool:
-        return shard_of(customer_id, self.count) == self.index
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
-
-
-def shard_of(customer_id: str, count: int) -> int:
-    """Stable across processes and machines (unlike Python's salted ``hash``)."""
-    digest = hashlib.blake2b(customer_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count
+NOT_SENT_YET = "not sent: the run stopped before this row was sent"
 
 
 @dataclass(frozen=True)
@@ -275,62 +250,12 @@ def _same_file(a: Path, b: Path | None) -> bool:
 # -- the run -----------------------------------------------------------------------------
 
 
-@dataclass
-class _Ledger:
-    """Per-row results, in columns (a million rows must stay cheap)."""
-
-    rows: Rows
-    status: list[Status]
-    http: list[int | None]
-    error: list[str]
-    attempts: list[int]
-    keep: bytearray | None = None  # rows in this shard; None = all
-
-    @classmethod
-    def new(cls, rows: Rows) -> _Ledger:
-        n = len(rows)
-        return cls(rows, [Status.VALID] * n, [None] * n, [""] * n, [0] * n)
-
-    def line(self, i: int) -> list[object]:
-        table, local = self.rows.locate(i)
-        return self._line(table, local, i)
-
-    def _line(self, table: Table, local: int, i: int) -> list[object]:
-        return [
-            table.source,
-            table.sheet,
-            table.rows[local],
-            self.rows.customer_ids[i],
-            self.rows.attributes[i],
-            self.rows.values[i],
-            self.status[i].value,
-            self.http[i],
-            self.error[i],
-            self.attempts[i],
-        ]
-
-    def lines(self) -> Iterator[list[object]]:
-        keep = self.keep
-        for table, offset in zip(self.rows.tables, self.rows.offsets, strict=True):
-            for local in range(len(table)):
-                i = offset + local
-                if keep is None or keep[i]:
-                    yield self._line(table, local, i)
-
-    def counts(self) -> dict[str, int]:
-        if self.keep is None:
-            c = Counter(self.status)
-        else:
-            c = Counter(s for s, k in zip(self.status, self.keep, strict=True) if k)
-        return {s.value: c.get(s, 0) for s in Status}
-
-
 @dataclass(frozen=True)
 class Plan:
     """What a run will send, after validation, grouping, resume, state and sharding."""
 
-    ledger: _Ledger
-    maps: tuple[CustomerMap, ...]
+    ledger: Ledger
+    maps: Maps
     problems: tuple[Problem, ...]
     customers: int
 
@@ -344,8 +269,10 @@ def plan(
     state: Any = None,
     full: bool = False,
 ) -> Plan:
+    if shard is not None:  # a no-op for tables the loader already cut to the shard
+        tables = [only_shard(t, shard) for t in tables]
     rows = Rows.of(tables)
-    ledger = _Ledger.new(rows)
+    ledger = Ledger(rows)
     limits = Limits(
         max_customer_id_length=settings.max_customer_id_length,
         max_attribute_length=settings.max_attribute_length,
@@ -357,42 +284,24 @@ def plan(
         for local, note in table.skips
     }
     problems = [p for p in validate(rows, limits) if p.index not in skips]
-    invalid = bytearray(len(rows))
-    for p in problems:
-        invalid[p.index] = 1
-    for i in skips:
-        invalid[i] = 1  # nothing to group or send
+    invalid = np.zeros(len(rows), dtype=np.uint8)
+    invalid[[p.index for p in problems]] = 1
+    invalid[list(skips)] = 1  # nothing to group or send
     grouped = group(rows, invalid, settings.on_conflict)
+    del invalid
     if settings.customer_map is not None:
         directory = read_customer_file(settings.customer_map, "--customer-map")
         grouped = across_ids(rows, grouped, directory.gid_of, settings.on_conflict)
     problems.extend(grouped.invalid)
     problems.sort(key=lambda p: p.index)
     for p in problems:
-        i = p.index
-        ledger.status[i] = Status.INVALID
         # The report line already says file, sheet and row; the error adds the column.
-        text = f"{p.message} (column {p.column!r})" if p.column else p.message
-        ledger.error[i] = f"{ledger.error[i]}; {text}" if ledger.error[i] else text
+        ledger.add_error(p.index, f"{p.message} (column {p.column!r})" if p.column else p.message)
+    ledger.mark([p.index for p in problems], Status.INVALID, error=None)
     for i, note in (*grouped.superseded.items(), *skips.items()):
-        ledger.status[i] = Status.SKIPPED
-        ledger.error[i] = note
+        ledger.set(i, Status.SKIPPED, note)
 
     maps = grouped.maps
-    if shard is not None:
-        keep = bytearray(len(rows))
-        cids = rows.customer_ids
-        owned: dict[str, bool] = {}
-        for i, cid in enumerate(cids):
-            o = owned.get(cid)
-            if o is None:
-                o = owned[cid] = shard.owns(cid)
-            if o:
-                keep[i] = 1
-        ledger.keep = keep
-        problems = [p for p in problems if keep[p.index]]
-        maps = tuple(m for m in maps if owned[m.customer_id])
-
     if resume is not None:
         done = accepted_rows(resume)
         maps = _drop_pairs(
@@ -404,26 +313,54 @@ def plan(
 
 
 def _drop_pairs(
-    maps: Sequence[CustomerMap],
-    ledger: _Ledger,
+    maps: Maps,
+    ledger: Ledger,
     done: Callable[[str, Pair], bool],
     note: str,
-) -> tuple[CustomerMap, ...]:
-    kept: list[CustomerMap] = []
-    for m in maps:
-        pairs = []
-        for p in m.pairs:
-            if done(m.customer_id, p):
-                for i in p.indices:
-                    ledger.status[i] = Status.SKIPPED
-                    ledger.error[i] = note
-            else:
-                pairs.append(p)
-        if len(pairs) == len(m.pairs):
-            kept.append(m)
-        elif pairs:
-            kept.append(CustomerMap(m.customer_id, tuple(pairs)))
-    return tuple(kept)
+) -> Maps:
+    """``maps`` without the pairs ``done`` says are done; their rows become ``skipped``."""
+    keep = np.ones(maps.pair_count, dtype=np.bool_)
+    dropped: list[int] = []
+    k = 0
+    for batch in maps.batches():
+        for m in batch:
+            for p in m.pairs:
+                if done(m.customer_id, p):
+                    keep[k] = False
+                    dropped.extend(p.indices)
+                k += 1
+    ledger.mark(dropped, Status.SKIPPED, note)
+    return maps.keep_pairs(keep)
+
+
+class _Jobs:
+    """The requests of a plan, made as the uploader takes them, a batch of maps at a time:
+    only the customers in flight exist as Python values, whatever the size of the input.
+    ``left`` counts, per customer in flight, its requests not finished yet."""
+
+    def __init__(self, maps: Maps, max_pairs: int | None) -> None:
+        self.maps = maps
+        self.max_pairs = max_pairs
+        self.left: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return _requests(self.maps, self.max_pairs)
+
+    def __iter__(self) -> Iterator[Job]:
+        for batch in self.maps.batches():
+            for m in batch:
+                parts = split(m, self.max_pairs)
+                self.left[m.customer_id] = len(parts)
+                for part in parts:
+                    yield Job(part.customer_id, part.pairs)
+
+
+def _requests(maps: Maps, max_pairs: int | None) -> int:
+    """Calls a sync of ``maps`` makes at least (one per map, or per chunk of a split one)."""
+    if max_pairs is None:
+        return len(maps)
+    sizes = np.diff(maps.bounds)
+    return int(((sizes + max_pairs - 1) // max_pairs).sum())
 
 
 def load_options(settings: Settings) -> LoadOptions:
@@ -466,7 +403,7 @@ async def run_tables(
     started = clock()
     the_plan = plan(tables, settings, resume=resume, shard=shard, state=state, full=full)
     ledger = the_plan.ledger
-    pairs = sum(len(m.pairs) for m in the_plan.maps)
+    pairs = the_plan.maps.pair_count
     log.info(
         "%d customers, %d attributes to %s; %d rows invalid",
         the_plan.customers,
@@ -480,7 +417,7 @@ async def run_tables(
         Planned(
             rows=sum(counts_before.values()),
             customers=the_plan.customers,
-            requests=sum(len(split(m, settings.max_attributes_per_request)) for m in the_plan.maps),
+            requests=_requests(the_plan.maps, settings.max_attributes_per_request),
             pairs=pairs,
             invalid_rows=counts_before["invalid"],
             skipped_rows=counts_before["skipped"],
@@ -489,7 +426,7 @@ async def run_tables(
         )
     )
     stats = UploadStats()
-    if not dry_run and the_plan.maps:
+    if not dry_run and len(the_plan.maps):
         if sender is None and token is None:
             raise ConfigError(
                 f"no API key: set the environment variable {settings.token_env} "
@@ -534,7 +471,7 @@ async def run_tables(
     summary = Summary(
         counts=counts,
         rows=rows_in_report,
-        customers=_count_customers(ledger),
+        customers=ledger.customers(),
         requests=stats.requests,
         retries=stats.retries,
         elapsed=elapsed,
@@ -545,7 +482,7 @@ async def run_tables(
         problems=tuple((k, c, first[k]) for k, c in kinds.most_common()),
         throttled=stats.throttled,
         inputs=tuple(inputs),
-        failures=_top_failures(ledger),
+        failures=ledger.top_errors(Status.FAILED),
         flow=stats.flow,
         breaker_openings=stats.breaker_openings,
     )
@@ -553,32 +490,19 @@ async def run_tables(
     return summary
 
 
-def _top_failures(ledger: _Ledger, most: int = 5) -> tuple[tuple[str, int], ...]:
-    """The most frequent errors of ``failed`` rows, for the summary."""
-    failed = Status.FAILED
-    errors = Counter(e for s, e in zip(ledger.status, ledger.error, strict=True) if s is failed)
-    return tuple(errors.most_common(most))
-
-
-def _count_customers(ledger: _Ledger) -> int:
-    cids = ledger.rows.customer_ids
-    if ledger.keep is None:
-        return len({c for c in cids if c})
-    return len({c for c, k in zip(cids, ledger.keep, strict=True) if c and k})
-
-
 def _finish(
-    ledger: _Ledger,
+    ledger: Ledger,
     report: Path,
     journal: Journal | None,
     facts: dict[str, object],
 ) -> None:
     """Write the report (with a summary of counts and ``facts``) and drop the journal."""
+    counts = ledger.counts()
     summary: dict[str, object] = {
         "written": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         **facts,
-        "rows": sum(ledger.counts().values()),
-        **{f"rows {status}": n for status, n in ledger.counts().items()},
+        "rows": sum(counts.values()),
+        **{f"rows {status}": n for status, n in counts.items()},
     }
     cut = write_report(report, ledger.lines(), summary=summary)
     if cut:
@@ -614,20 +538,15 @@ async def _upload(
     input_files: Sequence[Mapping[str, object]],
 ) -> UploadStats:
     ledger = the_plan.ledger
-    jobs: list[Job] = []
-    for m in the_plan.maps:
-        for part in split(m, settings.max_attributes_per_request):
-            jobs.append(Job(part.customer_id, part.pairs))
-    pending = 0
-    for job in jobs:
-        for p in job.pairs:
-            for i in p.indices:
-                ledger.status[i] = Status.NOT_SENT
-                ledger.error[i] = "not sent: the run stopped before this row was sent"
-                pending += 1
-    rows_total = pending
-    customers_total = len(the_plan.maps)
-    jobs_left: Counter[str] = Counter(j.customer_id for j in jobs)
+    maps = the_plan.maps
+    rows = ledger.rows
+    planned = maps.row_indices()
+    ledger.mark(planned, Status.NOT_SENT, NOT_SENT_YET)
+    rows_total = len(planned)
+    del planned
+    customers_total = len(maps)
+    jobs = _Jobs(maps, settings.max_attributes_per_request)
+    jobs_left = jobs.left
 
     journal_path = journal_path_for(report)
     journal = Journal.open(
@@ -639,13 +558,10 @@ async def _upload(
             INPUT_FILES: list(input_files),
         },
     )
-    skipped = [
-        ledger.line(i)
-        for i, s in enumerate(ledger.status)
-        if s is Status.SKIPPED and ledger.error[i] == SKIP_RESUMED
-    ]
-    if skipped:
-        journal.append(skipped)
+    resumed = ledger.where(Status.SKIPPED, SKIP_RESUMED)
+    for start in range(0, len(resumed), 65_536):
+        journal.append(ledger.lines_at(resumed[start : start + 65_536]))
+    del resumed
 
     done_rows = 0
     done_customers = 0
@@ -678,14 +594,14 @@ async def _upload(
         lines = []
         accepted: list[tuple[str, str]] = []
         outcomes: list[tuple[int, Status]] = []
+        cid = result.job.customer_id
         for pair, outcome in zip(result.job.pairs, result.outcomes, strict=True):
             error = redact(outcome.error)
             for i in pair.indices:
-                ledger.status[i] = outcome.status
-                ledger.http[i] = outcome.http_status
-                ledger.error[i] = error
-                ledger.attempts[i] = outcome.attempts
-                lines.append(ledger.line(i))
+                ledger.set(i, outcome.status, error, outcome.http_status, outcome.attempts)
+                table, local = rows.locate(i)
+                # The pair's texts are the row's own (rows of one pair hold equal texts).
+                lines.append(ledger.line_of(i, table, local, cid, pair.attribute, pair.value))
                 outcomes.append((i, outcome.status))
                 if outcome.status is not Status.NOT_SENT:  # progress counts what was done
                     done_rows += 1
@@ -701,8 +617,9 @@ async def _upload(
         journal.append(lines)
         if state is not None and accepted:
             state.record(result.job.customer_id, accepted)
-        jobs_left[result.job.customer_id] -= 1
-        if jobs_left[result.job.customer_id] == 0:
+        jobs_left[cid] -= 1
+        if jobs_left[cid] == 0:
+            del jobs_left[cid]
             done_customers += 1
         emit(CustomerDone(result.job.customer_id, tuple(outcomes)))
         now = clock()

@@ -26,7 +26,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pac  # type: ignore[import-untyped]
+
+from bulk_sync.columns import text_arrow
 from bulk_sync.models import Problem, Rows, Table
 
 __all__ = ["Limits", "invalid_mask", "validate"]
@@ -59,7 +65,13 @@ def validate(rows: Rows, limits: Limits = _NO_LIMITS) -> tuple[Problem, ...]:
     """
     problems: list[Problem] = []
     for table, offset in zip(rows.tables, rows.offsets, strict=True):
-        problems.extend(_validate_table(table, offset, limits))
+        stop = offset + len(table)
+        columns = (
+            rows.customer_ids[offset:stop],
+            rows.attributes[offset:stop],
+            rows.values[offset:stop],
+        )
+        problems.extend(_validate_table(table, columns, offset, limits))
     problems.sort(key=_by_index)
     return tuple(problems)
 
@@ -101,7 +113,12 @@ class _Emitter:
         )
 
 
-def _validate_table(table: Table, offset: int, limits: Limits) -> list[Problem]:
+def _validate_table(
+    table: Table,
+    columns: tuple[Sequence[str], Sequence[str], Sequence[str]],
+    offset: int,
+    limits: Limits,
+) -> list[Problem]:
     emit = _Emitter(table, offset)
     n = len(table)
     cid_header, attr_header, value_header = table.headers
@@ -118,7 +135,7 @@ def _validate_table(table: Table, offset: int, limits: Limits) -> list[Problem]:
 
     _check_column(
         emit,
-        table.customer_ids,
+        columns[0],
         n,
         column_of(cid_header),
         label="customer id",
@@ -129,7 +146,7 @@ def _validate_table(table: Table, offset: int, limits: Limits) -> list[Problem]:
     )
     _check_column(
         emit,
-        table.attributes,
+        columns[1],
         n,
         column_of(attr_header),
         label="attribute",
@@ -140,7 +157,7 @@ def _validate_table(table: Table, offset: int, limits: Limits) -> list[Problem]:
     )
     _check_column(
         emit,
-        table.values,
+        columns[2],
         n,
         column_of(value_header),
         label="value",
@@ -177,39 +194,92 @@ def _check_column(
 ) -> None:
     if n == 0:
         return
-    # One list of row positions per rule, each found at C speed when the column is clean;
-    # merged afterwards so a row's problems come out in rule order.
+    arrow = text_arrow(column)
+    # One list of row positions per rule, each found by a vectorized question of the whole
+    # column; merged afterwards so a row's problems come out in rule order.
     found: list[tuple[int, int, str, str]] = []  # (k, rule order, message, kind)
+    lengths = pac.binary_length(arrow)
 
-    if not all(column):
-        empty = f"{label} is empty"
-        found.extend((k, 0, empty, empty_kind) for k, s in enumerate(column) if not s)
+    empty = _positions(pac.equal(lengths, 0))
+    if len(empty):
+        message = f"{label} is empty"
+        found.extend((k, 0, message, empty_kind) for k in empty.tolist())
 
-    if not "".join(column).isprintable():
-        # isprintable() is False for spaces other than ' ' and for format characters
-        # too: only the regex decides.
-        search = control.search
-        for k, s in enumerate(column):
-            if not s.isprintable() and search(s):
+    if _may_hold_controls(arrow, allow_breaks=control is _VALUE_CONTROL):
+        pattern = _RE2_VALUE_CONTROL if control is _VALUE_CONTROL else _RE2_CONTROL
+        hits = _positions(pac.match_substring_regex(arrow, pattern))
+        for k in hits.tolist():
+            s = column[k]
+            if control.search(s):
                 found.append((k, 1, _control_message(label, control, s), "control_character"))
 
     if unaddressable:
         for bad in _UNADDRESSABLE:
-            if bad in column:
+            hits = _positions(pac.equal(arrow, bad))
+            if len(hits):
                 message = f"customer id {bad!r} cannot be used in a URL path"
-                found.extend(
-                    (k, 2, message, "unaddressable_id") for k, s in enumerate(column) if s == bad
-                )
+                found.extend((k, 2, message, "unaddressable_id") for k in hits.tolist())
 
-    if max_length is not None and max(map(len, column)) > max_length:
-        for k, s in enumerate(column):
-            if len(s) > max_length:
-                message = f"{label} is {len(s)} characters long, longer than the limit {max_length}"
+    if max_length is not None and (pac.max(lengths).as_py() or 0) > max_length:
+        # Bytes >= characters: only rows with more bytes than the limit can be too long.
+        for k in _positions(pac.greater(lengths, max_length)).tolist():
+            size = len(column[k])
+            if size > max_length:
+                message = f"{label} is {size} characters long, longer than the limit {max_length}"
                 found.append((k, 3, message, "too_long"))
 
     found.sort(key=_rule_key)
     for k, _, message, kind in found:
         emit.add(k, name.at(k), message, kind)
+
+
+# The same classes as _CONTROL and _VALUE_CONTROL, for Arrow's (RE2) regex kernel.
+_RE2_CONTROL = "[\\x00-\\x1f\\x7f-\\x9f]"
+_RE2_VALUE_CONTROL = "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]"
+_C0 = np.ones(256, dtype=np.bool_)
+_C0[0x20:] = False
+_C0[0x7F] = True
+_C0_VALUE = _C0.copy()
+_C0_VALUE[[0x09, 0x0A, 0x0D]] = False
+
+
+def _positions(mask: Any) -> Any:
+    """Row positions where a boolean Arrow (chunked) array is true."""
+    if isinstance(mask, pa.ChunkedArray):
+        if mask.num_chunks == 0:
+            return np.zeros(0, dtype=np.int64)
+        mask = mask.combine_chunks() if mask.num_chunks > 1 else mask.chunk(0)
+    return np.flatnonzero(mask.to_numpy(zero_copy_only=False))
+
+
+def _may_hold_controls(arrow: Any, *, allow_breaks: bool) -> bool:
+    """Whether any string may hold a control character (C0, DEL, or C1 as UTF-8
+    ``C2 80``-``C2 9F``), judged on the raw UTF-8 bytes at memory speed."""
+    table = _C0_VALUE if allow_breaks else _C0
+    for chunk in arrow.chunks:
+        data = _utf8_bytes(chunk)
+        if data is None or not len(data):
+            continue
+        if table[data].any():
+            return True
+        lead = np.flatnonzero(data[:-1] == 0xC2)
+        if len(lead):
+            follow = data[lead + 1]
+            if ((follow >= 0x80) & (follow <= 0x9F)).any():
+                return True
+    return False
+
+
+def _utf8_bytes(chunk: Any) -> Any:
+    """The UTF-8 bytes of a string array chunk (its slice of the data buffer)."""
+    buffers = chunk.buffers()
+    if len(chunk) == 0 or buffers[2] is None:
+        return None
+    wide = chunk.type == pa.large_string()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64 if wide else np.int32)
+    start = int(offsets[chunk.offset])
+    stop = int(offsets[chunk.offset + len(chunk)])
+    return np.frombuffer(buffers[2], dtype=np.uint8)[start:stop]
 
 
 def _rule_key(item: tuple[int, int, str, str]) -> tuple[int, int]:

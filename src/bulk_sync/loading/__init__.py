@@ -65,6 +65,7 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from bulk_sync.errors import InputError
 from bulk_sync.loading.delimited import load_delimited
@@ -77,6 +78,7 @@ from bulk_sync.loading.options import (
 )
 from bulk_sync.loading.workbook import load_workbook
 from bulk_sync.models import Table
+from bulk_sync.shard import only_shard
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +117,12 @@ def load_file(path: Path | str, options: LoadOptions | None = None) -> list[Tabl
             raise InputError("is not a file", source=source)
         _check_size(size, source, opts)
         if ext in DELIMITED_EXTENSIONS:
-            return _delimited(path.read_bytes(), source, ext, opts)
+            with path.open("rb") as fh:  # read a block at a time by the fast path
+                return _delimited(fh, source, ext, opts)
         with path.open("rb") as fh:
             head = fh.read(_HEAD_BYTES)
-        return load_workbook(path, head, size, WORKBOOK_EXTENSIONS[ext], opts, source)
+        tables = load_workbook(path, head, size, WORKBOOK_EXTENSIONS[ext], opts, source)
+        return _sharded(tables, opts)
 
 
 def load_bytes(data: bytes, name: str, options: LoadOptions | None = None) -> list[Table]:
@@ -135,9 +139,10 @@ def load_bytes(data: bytes, name: str, options: LoadOptions | None = None) -> li
         _check_size(len(data), source, opts)
         if ext in DELIMITED_EXTENSIONS:
             return _delimited(data, source, ext, opts)
-        return load_workbook(
+        tables = load_workbook(
             data, data[:_HEAD_BYTES], len(data), WORKBOOK_EXTENSIONS[ext], opts, source
         )
+        return _sharded(tables, opts)
 
 
 def _extension(suffix: str, source: str) -> str:
@@ -160,7 +165,14 @@ def _check_size(size: int, source: str, options: LoadOptions) -> None:
         )
 
 
-def _delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> list[Table]:
+def _sharded(tables: list[Table], options: LoadOptions) -> list[Table]:
+    """With ``options.shard``, only that shard's rows (workbooks are read whole first)."""
+    if options.shard is None:
+        return tables
+    return [only_shard(t, options.shard) for t in tables]
+
+
+def _delimited(data: bytes | BinaryIO, source: str, ext: str, options: LoadOptions) -> list[Table]:
     if options.sheet is not None or options.all_sheets:
         log.warning("%s: a text file has no sheets; --sheet/--all-sheets ignored", source)
     return [load_delimited(data, source, ext, options)]

@@ -9,19 +9,19 @@ import codecs
 import csv
 import dataclasses
 import io
-import itertools
 import logging
+import os
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pac  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
+from bulk_sync.columns import IntColumn, TextColumn
 from bulk_sync.errors import InputError
 from bulk_sync.loading.container import BINARY_RATIO, content_kind, control_ratio
 from bulk_sync.loading.layout import (
@@ -33,10 +33,13 @@ from bulk_sync.loading.layout import (
 )
 from bulk_sync.loading.options import CANDIDATE_DELIMITERS, LoadOptions, MiB
 from bulk_sync.models import Table
+from bulk_sync.shard import only_shard, owned_mask
 
 log = logging.getLogger("bulk_sync.loading")
 
 _SAMPLE_BYTES = 64 * 1024
+_BLOCK = 16 * MiB  # bytes read at a time from a file by the scans
+_ARROW_BLOCK = 4 * MiB  # bytes parsed at a time by pyarrow (a batch of rows)
 _SNIFF_RECORDS = 1000
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -86,39 +89,21 @@ def _decode_all(data: bytes, forced: str | None, source: str) -> str:
         return data.decode("latin-1")
 
 
-def _utf8_bytes(data: bytes, forced: str | None, source: str) -> tuple[bytes, str | None]:
-    """Bytes that are (probably) UTF-8 for the fast reader, and the text if already decoded.
-
-    UTF-8 without a BOM is only checked on the first 64 KB here; pyarrow validates the
-    rest, and a failure there sends the file through :func:`_decode_all`.
-    """
-    if forced is not None:
-        if codecs.lookup(forced).name in ("utf-8", "utf-8-sig"):
-            return (data[3:] if data.startswith(b"\xef\xbb\xbf") else data), None
-        text = _decode_all(data, forced, source)
-        return text.encode("utf-8", "surrogatepass"), text
-    if data.startswith(b"\xef\xbb\xbf"):
-        return data[3:], None
-    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
-        text = _decode_all(data, None, source)
-        return text.encode("utf-8", "surrogatepass"), text
-    unmarked = unmarked_wide_encoding(data)
-    if unmarked is not None:
-        try:
-            text = data.decode(unmarked)
-        except UnicodeDecodeError:
-            pass
-        else:
-            log.info("%s: read as %s (no byte-order mark)", source, unmarked.upper())
-            return text.encode("utf-8", "surrogatepass"), text
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(
-            data[:_SAMPLE_BYTES], final=len(data) <= _SAMPLE_BYTES
-        )
-    except UnicodeDecodeError:
-        text = _decode_all(data, None, source)
-        return text.encode("utf-8", "surrogatepass"), text
-    return data, None
+def _decoded(data: bytes, forced: str | None, source: str) -> str:
+    """The text of a file that is not plain UTF-8: the forced encoding, the one its
+    byte-order mark names, UTF-16/32 recognised by their NUL pattern, else as
+    :func:`_decode_all` finds."""
+    if forced is None and not data.startswith(tuple(bom for bom, _ in _BOMS)):
+        unmarked = unmarked_wide_encoding(data)
+        if unmarked is not None:
+            try:
+                text = data.decode(unmarked)
+            except UnicodeDecodeError:
+                pass
+            else:
+                log.info("%s: read as %s (no byte-order mark)", source, unmarked.upper())
+                return text
+    return _decode_all(data, forced, source)
 
 
 def unmarked_wide_encoding(data: bytes) -> str | None:
@@ -202,8 +187,77 @@ def _delimiter_name(delimiter: str) -> str:
     return {"\t": "tab", ",": "','", ";": "';'", "|": "'|'"}.get(delimiter, repr(delimiter))
 
 
-def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> Table:
-    kind = content_kind(data[:4096])
+class _Source:
+    """The bytes of a delimited file, from ``start``: in memory, or a seekable binary file
+    read a block at a time (so that a file of hundreds of megabytes is never held whole
+    by the fast path)."""
+
+    def __init__(self, data: bytes | BinaryIO, start: int = 0) -> None:
+        self.data = data
+        self.start = start
+        if isinstance(data, bytes | bytearray | memoryview):
+            self.size = len(data) - start
+        else:
+            self.size = (
+                os.fstat(data.fileno()).st_size - start
+                if _has_fd(data)
+                else _tell_end(data) - start
+            )
+
+    def head(self, n: int) -> bytes:
+        if isinstance(self.data, bytes | bytearray | memoryview):
+            return bytes(self.data[self.start : self.start + n])
+        self.data.seek(self.start)
+        return self.data.read(n)
+
+    def tail(self, n: int) -> bytes:
+        n = min(n, self.size)
+        if isinstance(self.data, bytes | bytearray | memoryview):
+            return bytes(self.data[self.start + self.size - n : self.start + self.size])
+        self.data.seek(self.start + self.size - n)
+        return self.data.read(n)
+
+    def blocks(self, size: int = _BLOCK) -> Iterator[bytes]:
+        if isinstance(self.data, bytes | bytearray | memoryview):
+            view = memoryview(self.data)
+            for k in range(self.start, self.start + self.size, size):
+                yield bytes(view[k : min(k + size, self.start + self.size)])
+            return
+        self.data.seek(self.start)
+        while block := self.data.read(size):
+            yield block
+
+    def read_all(self) -> bytes:
+        if isinstance(self.data, bytes) and self.start == 0:
+            return self.data
+        return self.head(self.size)
+
+    def arrow(self) -> Any:
+        """A pyarrow input stream over the bytes from ``start``."""
+        if isinstance(self.data, bytes | bytearray | memoryview):
+            return pa.BufferReader(pa.py_buffer(self.data).slice(self.start))
+        self.data.seek(self.start)
+        return pa.PythonFile(self.data, mode="r")
+
+
+def _has_fd(f: BinaryIO) -> bool:
+    try:
+        f.fileno()
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return False
+    return True
+
+
+def _tell_end(f: BinaryIO) -> int:
+    return f.seek(0, os.SEEK_END)
+
+
+def load_delimited(data: bytes | BinaryIO, source: str, ext: str, options: LoadOptions) -> Table:
+    """One table from a delimited file's bytes, or from a seekable binary file (read in
+    blocks: well-formed UTF-8 files are never held whole in memory)."""
+    src = _Source(data)
+    head = src.head(1 << 20)
+    kind = content_kind(head[:4096])
     if kind == "empty":
         raise InputError("file is empty", source=source)
     if kind == "zip":
@@ -222,19 +276,26 @@ def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> 
             f"this is a {'compressed (gzip)' if kind == 'gzip' else 'PDF'} file, not a CSV file",
             source=source,
         )
-    raw, text = _utf8_bytes(data, options.encoding, source)
-    del data
-    sep = _EXCEL_SEP.match(raw)
+    text: str | None = None
+    bom = _utf8_start(head, src.size, options.encoding)
+    if bom is None:  # not UTF-8 (or not known to be): decode it all here
+        text = _decoded(src.read_all(), options.encoding, source)
+        src = _Source(text.encode("utf-8", "surrogatepass"))
+    else:
+        src = _Source(src.data, bom)
+    head = src.head(1 << 20)
+    sep = _EXCEL_SEP.match(head)
     if sep is not None:
         # Excel's "sep=;" line: the delimiter, and not a row (Excel does not show it)
         if options.delimiter is None:
             options = dataclasses.replace(options, delimiter=sep.group(1).decode())
-        raw = raw[sep.end() :]
+        src = _Source(src.data, src.start + sep.end())
         if text is not None:
-            text = raw.decode("utf-8", "surrogatepass")
-    skip = len(raw[: 1 << 20]) - len(raw[: 1 << 20].lstrip(b"\r\n"))
-    sample_bytes = raw[skip : skip + _SAMPLE_BYTES]
-    truncated = len(raw) - skip > _SAMPLE_BYTES
+            text = src.read_all().decode("utf-8", "surrogatepass")
+        head = src.head(1 << 20)
+    skip = len(head) - len(head.lstrip(b"\r\n"))
+    sample_bytes = head[skip : skip + _SAMPLE_BYTES]
+    truncated = src.size - skip > _SAMPLE_BYTES
     sample = codecs.getincrementaldecoder("utf-8")("replace").decode(
         sample_bytes, final=not truncated
     )
@@ -256,50 +317,151 @@ def load_delimited(data: bytes, source: str, ext: str, options: LoadOptions) -> 
     hint = f" (read with delimiter {_delimiter_name(delimiter)}; give --delimiter if that is wrong)"
     if sniffed.header is not None and skip == 0 and sniffed.header_row == 1:
         layout = find_layout(sniffed.header, 1, options, source=source, hint=hint)
-        fast = _read_arrow(raw, delimiter, layout, source, options)
+        fast = _read_arrow(src, delimiter, layout, source, options)
         if fast is _UTF8_ERROR and text is None:
-            text = _decode_all(raw, options.encoding, source)
-            raw = text.encode("utf-8", "surrogatepass")
-            fast = _read_arrow(raw, delimiter, layout, source, options)
-        # The Arrow table is gone: hand its pages back to the OS now (about 120 MB for a
-        # million rows) rather than keep them through validation, grouping and upload.
+            text = _decode_all(src.read_all(), options.encoding, source)  # not UTF-8 after all
+            src = _Source(text.encode("utf-8", "surrogatepass"))
+            fast = _read_arrow(src, delimiter, layout, source, options)
+        # The parser's blocks are gone: hand their pages back to the OS now rather than
+        # keep them through validation, grouping and upload.
         pa.default_memory_pool().release_unused()
         if isinstance(fast, Table):
             return fast
+    raw = src.read_all()
     if text is None:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = _decode_all(raw, options.encoding, source)
-    return _read_python_csv(text, delimiter, source, options, hint)
+    del raw
+    table = _read_python_csv(text, delimiter, source, options, hint)
+    return only_shard(table, options.shard) if options.shard is not None else table
+
+
+def _utf8_start(head: bytes, size: int, forced: str | None) -> int | None:
+    """Where the UTF-8 text starts (after a BOM), or None when the file must be decoded
+    first (another encoding forced or announced by a BOM, or not UTF-8 at its start).
+
+    UTF-8 without a BOM is only checked on the first 64 KB here; pyarrow validates the
+    rest, and a failure there sends the file through :func:`_decode_all`.
+    """
+    if forced is not None:
+        if codecs.lookup(forced).name in ("utf-8", "utf-8-sig"):
+            return 3 if head.startswith(b"\xef\xbb\xbf") else 0
+        return None
+    if head.startswith(b"\xef\xbb\xbf"):
+        return 3
+    if head.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff")):
+        return None
+    if unmarked_wide_encoding(head) is not None:
+        return None
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(
+            head[:_SAMPLE_BYTES], final=size <= _SAMPLE_BYTES
+        )
+    except UnicodeDecodeError:
+        return None
+    return 0
 
 
 _UTF8_ERROR = object()
+_BLANK_PAIRS = (b"\n\n", b"\r\r", b"\n\r")
+
+
+@dataclass
+class _Scan:
+    """What the fast path must know of the whole file, found in one pass over its blocks."""
+
+    has_quotes: bool = False
+    newlines: int = 0
+    crs: int = 0
+    crlfs: int = 0
+    leading_blank: bool = False
+    ends_with_newline: bool = False
+
+    @classmethod
+    def of(cls, src: _Source) -> _Scan:
+        scan = cls()
+        previous = b""
+        for block in src.blocks():
+            if not previous:
+                scan.leading_blank = block[:1] in (b"\n", b"\r")
+            scan.has_quotes = scan.has_quotes or block.find(b'"') != -1
+            scan.newlines += block.count(b"\n")
+            crs = block.count(b"\r")
+            if crs:
+                scan.crs += crs
+                scan.crlfs += block.count(b"\r\n")
+            if previous == b"\r" and block[:1] == b"\n":
+                scan.crlfs += 1
+            previous = block[-1:]
+        scan.ends_with_newline = previous == b"\n"
+        return scan
+
+
+def _blank_line_before_end(src: _Source) -> bool:
+    """Whether two line breaks follow each other (a blank line) before the line breaks
+    that end the file (a second pass, only for the rare files that need it)."""
+    tail = src.tail(_SAMPLE_BYTES)
+    if tail.rstrip(b"\r\n") or len(tail) == src.size:
+        end = src.size - (len(tail) - len(tail.rstrip(b"\r\n")))
+    else:  # the last 64 KB are all line breaks
+        end = len(src.read_all().rstrip(b"\r\n"))
+    position = 0
+    previous = b""
+    for block in src.blocks():
+        if previous and previous + block[:1] in _BLANK_PAIRS:
+            return position - 1 + 2 <= end
+        found = [k for k in (block.find(p) for p in _BLANK_PAIRS) if k != -1]
+        if found:
+            return position + min(found) + 2 <= end
+        previous = block[-1:]
+        position += len(block)
+    return False
+
+
+@dataclass
+class _Batches:
+    """The kept rows of every batch, in compact columns."""
+
+    columns: list[list[Any]]  # per needed column, its chunks (trimmed Arrow strings)
+    records: list[tuple[int, Any]]  # per batch: first data record, kept mask (None: all)
+    too_long: dict[int, tuple[int, int]]  # needed column -> (data record, characters), first
 
 
 def _read_arrow(
-    raw: bytes, delimiter: str, layout: Layout, source: str, options: LoadOptions
+    src: _Source, delimiter: str, layout: Layout, source: str, options: LoadOptions
 ) -> Table | object | None:
-    """The fast path: pyarrow's multi-threaded reader on a well-formed file.
+    """The fast path: pyarrow's streaming reader on a well-formed file, a block at a time.
 
-    Returns None when the file needs the exact reader (blank lines, which pyarrow drops
-    and which would shift row numbers; records with the wrong number of fields;
-    anything else pyarrow dislikes), or ``_UTF8_ERROR`` when the bytes are not UTF-8.
+    Rows are trimmed, checked and filtered (blank rows, and rows of other shards with
+    ``options.shard``) batch by batch and kept as Arrow strings: the file is never held
+    whole, nor as Python strings. Returns None when the file needs the exact reader
+    (blank lines, which pyarrow drops and which would shift row numbers; records with
+    the wrong number of fields; anything else pyarrow dislikes), or ``_UTF8_ERROR`` when
+    the bytes are not UTF-8.
     """
     width = len(layout.header)
     needed = layout.needed
     names = [f"f{j}" for j in range(width)]
-    has_quotes = raw.find(b'"') != -1
+    scan = _Scan.of(src)
+    wide = bool(layout.attribute_columns)
+    kept = _Batches([[] for _ in needed], [], {})
+    limit = options.max_cell_chars
+    records = 0  # header included
+    last_field = ""
     try:
-        table = pacsv.read_csv(
-            pa.BufferReader(raw),
-            read_options=pacsv.ReadOptions(column_names=names, block_size=4 * MiB),
+        reader = pacsv.open_csv(
+            src.arrow(),
+            read_options=pacsv.ReadOptions(
+                column_names=names, block_size=_ARROW_BLOCK, use_threads=False
+            ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter,
                 quote_char='"',
                 double_quote=True,
                 escape_char=False,
-                newlines_in_values=has_quotes,
+                newlines_in_values=scan.has_quotes,
                 ignore_empty_lines=True,
             ),
             convert_options=pacsv.ConvertOptions(
@@ -310,84 +472,60 @@ def _read_arrow(
                 check_utf8=True,
             ),
         )
+        for batch in reader:
+            if not batch.num_rows:
+                continue
+            first = 0
+            if records == 0:
+                for j in needed:  # the header as pyarrow saw it must be the sniffer's
+                    if batch.column(names[j])[0].as_py().strip() != layout.header[j]:
+                        return None
+                first = 1
+            base = max(records - 1, 0)  # data record index of the batch's first data row
+            records += batch.num_rows
+            last_field = batch.column(names[width - 1])[-1].as_py()
+            columns = [batch.column(names[j]).slice(first) for j in needed]
+            _keep_batch(kept, columns, base, limit, options, wide)
     except pa.ArrowInvalid as exc:
         return _UTF8_ERROR if "UTF8" in str(exc) else None
     except (pa.ArrowException, ValueError, TypeError):
         return None
-    records = table.num_rows  # header included
     if records < 1:
         return None
-    for j in needed:  # the header as pyarrow saw it must be the one the sniffer saw
-        if table.column(names[j])[0].as_py().strip() != layout.header[j]:
-            return None
-    if has_quotes and records > 1:
+    if scan.has_quotes and records > 1 and ("\n" in last_field or "\r" in last_field):
         # pyarrow accepts a quote opened in the last field and never closed (the field
         # runs to the end of the file); the exact reader tells the user where.
-        last = table.column(names[width - 1])[-1].as_py()
-        if "\n" in last or "\r" in last:
-            return None
+        return None
     # pyarrow skips empty lines: make sure that does not shift row numbers.
-    leading_blank = raw[:1] in (b"\n", b"\r")
-    newlines = raw.count(b"\n")
-    terminators = records if raw.endswith(b"\n") else records - 1
+    terminators = records if scan.ends_with_newline else records - 1
     line_numbers: Any = None  # spreadsheet row of every record (header first), when not 1, 2, ...
-    if leading_blank or newlines != terminators:
-        if not has_quotes and raw.count(b"\r") == raw.count(b"\r\n"):
+    if scan.leading_blank or scan.newlines != terminators:
+        if not scan.has_quotes and scan.crs == scan.crlfs:
             # Without quotes a record is a line: number the lines that are not empty.
-            line_numbers = _nonempty_lines(raw)
+            line_numbers = _nonempty_lines(src)
             if len(line_numbers) != records:
                 return None
-        else:
+        elif scan.leading_blank or _blank_line_before_end(src):
             # Quoted line breaks or CR-only line ends: fine unless there is a blank line
             # before or between records.
-            end = len(raw)
-            while end and raw[end - 1] in b"\r\n":
-                end -= 1
-            if leading_blank or any(raw.find(p, 0, end) != -1 for p in (b"\n\n", b"\r\r", b"\n\r")):
-                return None
-    n = records - 1
-    limit = options.max_cell_chars
-
-    def prepare(j: int) -> tuple[Any, Any]:
-        column = pac.utf8_trim_whitespace(table.column(names[j]).slice(1))
-        length = pac.binary_length(column)
-        if n and pac.max(length).as_py() > limit:  # bytes >= characters: look closer
-            chars = pac.utf8_length(column)
-            over = np.flatnonzero(pac.greater(chars, limit).to_numpy(zero_copy_only=False))
-            if len(over):
-                k = int(over[0])
-                raise InputError(
-                    f"a value has {chars[k].as_py():,} characters (the limit is {limit:,}); "
-                    'is a quote (") opened and never closed?',
-                    source=source,
-                    row=k + 2 if line_numbers is None else int(line_numbers[k + 1]),
-                    column=layout.header[j],
-                )
-        return column, length
-
-    # pyarrow compute releases the GIL: trim the other columns in a worker thread while
-    # this one turns the first column into Python strings.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = [pool.submit(prepare, j) for j in needed[1:]]
-        first, first_length = prepare(needed[0])
-        columns = [_arrow_strings(first)]
-        lengths = [first_length]
-        for future in pending:
-            column, length = future.result()
-            columns.append(_arrow_strings(column))
-            lengths.append(length)
-    rows: Sequence[int] = range(2, n + 2) if line_numbers is None else line_numbers[1:].tolist()
-    if layout.attribute_columns:
-        return build_table(source, "", layout, columns, rows, {})
-    nonblank = pac.greater(lengths[0], 0)
-    for length in lengths[1:]:
-        nonblank = pac.or_(nonblank, pac.greater(length, 0))
-    if n and not pac.all(nonblank).as_py():
-        mask = nonblank.to_numpy(zero_copy_only=False)
-        rows = list(itertools.compress(rows, mask))
-        columns = [list(itertools.compress(column, mask)) for column in columns]
-    cids, attrs, vals = columns
+            return None
+    for position, j in enumerate(needed):
+        if position in kept.too_long:
+            k, chars = kept.too_long[position]
+            raise InputError(
+                f"a value has {chars:,} characters (the limit is {limit:,}); "
+                'is a quote (") opened and never closed?',
+                source=source,
+                row=k + 2 if line_numbers is None else int(line_numbers[k + 1]),
+                column=layout.header[j],
+            )
+    rows = _row_numbers(kept.records, records - 1, line_numbers)
+    if wide:
+        lists = [TextColumn(_chunked(chunks)).pylist() for chunks in kept.columns]
+        table = build_table(source, "", layout, lists, list(rows), {})
+        return only_shard(table, options.shard) if options.shard is not None else table
     c, a, v = layout.indices
+    cids, attrs, vals = (TextColumn(_chunked(chunks)) for chunks in kept.columns)
     return Table(
         source=source,
         sheet="",
@@ -399,65 +537,96 @@ def _read_arrow(
     )
 
 
-def _nonempty_lines(raw: bytes) -> Any:
-    """1-based numbers of the lines that are not empty (LF or CRLF line ends)."""
-    data = np.frombuffer(raw, dtype=np.uint8)
+def _keep_batch(
+    kept: _Batches, columns: list[Any], base: int, limit: int, options: LoadOptions, wide: bool
+) -> None:
+    """Trim one batch's needed columns, note over-long cells, and keep the rows that are
+    not blank (and, with a shard, belong to it)."""
+    n = len(columns[0])
+    if not n:
+        return
+    trimmed = [pac.utf8_trim_whitespace(c) for c in columns]
+    lengths = [pac.binary_length(c) for c in trimmed]
+    for position, (column, length) in enumerate(zip(trimmed, lengths, strict=True)):
+        if position in kept.too_long or pac.max(length).as_py() <= limit:
+            continue  # bytes >= characters: only longer byte strings can be too long
+        chars = pac.utf8_length(column)
+        over = np.flatnonzero(pac.greater(chars, limit).to_numpy(zero_copy_only=False))
+        if len(over):
+            k = int(over[0])
+            kept.too_long[position] = (base + k, chars[k].as_py())
+    mask: Any = None
+    if not wide:
+        nonblank = pac.greater(lengths[0], 0)
+        for length in lengths[1:]:
+            nonblank = pac.or_(nonblank, pac.greater(length, 0))
+        if not pac.all(nonblank).as_py():
+            mask = nonblank.to_numpy(zero_copy_only=False)
+        if options.shard is not None:
+            owned = owned_mask(trimmed[0], options.shard)
+            mask = owned if mask is None else mask & owned
+    if mask is not None and not mask.all():
+        selector = pa.array(mask)
+        trimmed = [c.filter(selector) for c in trimmed]
+    else:
+        mask = None
+    for chunks, column in zip(kept.columns, trimmed, strict=True):
+        chunks.append(column)
+    kept.records.append((base, mask if mask is not None else n))
+
+
+def _row_numbers(batches: list[tuple[int, Any]], data_records: int, line_numbers: Any) -> Any:
+    """The spreadsheet row of every kept row: a range when nothing was dropped and the
+    records are lines 2, 3, ...; else a numpy array."""
+    if line_numbers is None and all(not isinstance(m, np.ndarray) for _, m in batches):
+        return range(2, data_records + 2)
+    parts = []
+    for base, mask in batches:
+        if isinstance(mask, np.ndarray):
+            parts.append(base + np.flatnonzero(mask))
+        else:
+            parts.append(np.arange(base, base + mask))
+    index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    numbers = index + 2 if line_numbers is None else np.asarray(line_numbers)[index + 1]
+    return IntColumn(numbers.astype(np.int32 if data_records < 2**31 - 2 else np.int64))
+
+
+def _chunked(chunks: list[Any]) -> Any:
+    return pa.chunked_array(chunks, pa.string()) if chunks else pa.chunked_array([], pa.string())
+
+
+def _nonempty_lines(src: _Source) -> Any:
+    """1-based numbers of the lines that are not empty (LF or CRLF line ends), read a
+    block at a time (each block cut after its last line feed)."""
+    parts = []
+    line = 0  # lines before the piece
+    carry = b""
+    for block in src.blocks():
+        data = carry + block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            carry = data
+            continue
+        numbers, breaks = _nonempty_in(data[:cut])
+        parts.append(numbers + line)
+        line += breaks
+        carry = data[cut:]
+    if carry:
+        numbers, _ = _nonempty_in(carry)
+        parts.append(numbers + line)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _nonempty_in(piece: bytes) -> tuple[Any, int]:
+    """Numbers (1-based, within ``piece``) of its non-empty lines, and its line feeds."""
+    data = np.frombuffer(piece, dtype=np.uint8)
     breaks = np.flatnonzero(data == 10)
     starts = np.concatenate(([0], breaks + 1))
     ends = np.concatenate((breaks, [len(data)]))
     lengths = ends - starts
     before_break = data[np.maximum(ends - 1, 0)] if len(data) else np.zeros(0, dtype=np.uint8)
     lengths = lengths - ((lengths > 0) & (before_break == 13))
-    return np.flatnonzero(lengths > 0) + 1
-
-
-def _arrow_strings(column: Any) -> list[str]:
-    """A pyarrow string column as a list of str, fast.
-
-    Columns made of runs (customer ids sorted or grouped, as exports usually are) are
-    run-length encoded first, so each distinct string is built once and shared.
-    """
-    out: list[str] = []
-    for chunk in column.chunks:
-        if len(chunk) < _PROBE:
-            out.extend(chunk.to_pylist())
-            continue
-        probe = chunk.slice(0, _PROBE)
-        if len(pac.run_end_encode(probe).values) * 4 <= _PROBE:
-            encoded = pac.run_end_encode(chunk)
-            out.extend(
-                np.repeat(
-                    _object_array(encoded.values.to_pylist()),
-                    np.diff(encoded.run_ends.to_numpy(), prepend=0),
-                ).tolist()
-            )
-        elif pac.count_distinct(probe).as_py() * 16 <= _PROBE:
-            encoded = chunk.dictionary_encode()
-            out.extend(
-                _object_array(encoded.dictionary.to_pylist())[encoded.indices.to_numpy()].tolist()
-            )
-        else:
-            out.extend(_split_strings(chunk))
-    return out
-
-
-_PROBE = 4096
-
-
-def _split_strings(chunk: Any) -> list[str]:
-    """All strings of a chunk: joined by pyarrow, then split by Python (faster than
-    ``to_pylist``); a NUL inside a value spoils the split, and then ``to_pylist`` it is."""
-    joined = pac.binary_join(
-        pa.ListArray.from_arrays(pa.array([0, len(chunk)], pa.int32()), chunk), "\x00"
-    )
-    parts: list[str] = joined[0].as_py().split("\x00")
-    return parts if len(parts) == len(chunk) else chunk.to_pylist()
-
-
-def _object_array(items: list[str]) -> Any:
-    array = np.empty(len(items), dtype=object)
-    array[:] = items
-    return array
+    return np.flatnonzero(lengths > 0) + 1, len(breaks)
 
 
 def _read_python_csv(

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from bulk_sync.cells import normalize_header
 from bulk_sync.errors import ConfigError
+from bulk_sync.shard import Shard
 
 DELIMITED_EXTENSIONS: tuple[str, ...] = (".csv", ".tsv", ".txt")
 WORKBOOK_EXTENSIONS: dict[str, str] = {
@@ -50,7 +51,9 @@ class LoadOptions:
     ``columns`` maps a logical column (``customer_id``, ``attribute``, ``value``) to
     the header text used in the files instead (matched like any header: case, spaces,
     ``-`` and ``_`` do not matter). The ``max_*`` limits protect the run from files
-    that would exhaust memory (zip bombs, a quote that is never closed).
+    that would exhaust memory (zip bombs, a quote that is never closed). ``shard``:
+    keep only the rows of that shard's customers (``--shard K/N``); the CSV reader drops
+    the others while reading, so a shard holds about 1/N of the file in memory.
     """
 
     encoding: str | None = None
@@ -64,6 +67,7 @@ class LoadOptions:
     max_compression_ratio: int = 200
     max_cell_chars: int = 100_000
     cells: str = "exact"  # "as_shown": numbers with a display-only format sent as shown
+    shard: Shard | None = None
 
     def __post_init__(self) -> None:
         if self.encoding is not None:

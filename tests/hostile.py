@@ -221,7 +221,7 @@ class HostileServer:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # shutting down
                 writer.close()
                 await writer.wait_closed()
 

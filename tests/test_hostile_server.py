@@ -347,3 +347,32 @@ async def test_a_too_long_id_is_refused_by_the_client_before_anything_is_sent() 
             assert not caught.value.retriable
             assert "180,0" in caught.value.message  # the URL's length, percent-encoded
     assert server.requests == []
+
+
+# ----------------------------------------------------------------------------- beyond the list
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_cookies_a_server_sets_are_never_sent_back(transport: str) -> None:
+    setter = answer(200, {"a": "b"}, {"Content-Type": "application/json", "Set-Cookie": "s=1"})
+    with HostileServer(setter) as server:
+        # by name: aiohttp's default jar would keep no cookie of an IP address anyway
+        url = f"http://localhost:{server.port}"
+        async with Client(url, KEY, timeout=5, transport=transport) as ic:
+            for _ in range(3):
+                await ic.set_customer_attributes("c", {"a": "b"})
+    assert [r.headers.get("cookie") for r in server.requests] == [None, None, None]
+
+
+def test_terminal_escapes_and_bidi_overrides_in_a_servers_message_never_reach_the_output(
+    tmp_path: Path,
+) -> None:
+    message = "\x1b]0;owned\x07\x1b[2J\x1b[31mred\u202egnp.exe\u2066 done"
+    with HostileServer(answer(404, {"code": 404, "message": message})) as server:
+        result = sync_against(server.url, tmp_path, rows=1)
+    assert result.exit_code == 1, result.output
+    (line,) = report_lines(tmp_path / "report.csv")
+    said = result.stdout + result.stderr + line["error"]
+    for forbidden in ("\x1b", "\x07", "\u202e", "\u2066"):
+        assert forbidden not in said
+    assert line["error"].endswith("]0;owned [2J [31mred gnp.exe done")

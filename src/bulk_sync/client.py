@@ -502,7 +502,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             keepalive_timeout=self._keepalive_timeout,
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, auto_decompress=False, trust_env=False
+            connector=connector,
+            auto_decompress=False,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),  # no cookies kept or sent back
         )
         return self._session
 

@@ -152,15 +152,17 @@ class Redactor:
 
 NO_REDACTION: Final = Redactor()
 
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+# control characters, and the bidirectional overrides that can make a terminal show
+# text in another order than it is written
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]+")
 _SPACES = re.compile(r"\s+")
 
 
 def redact_then_shorten(text: str, redactor: Redactor, limit: int) -> str:
     """One line of at most ``limit`` characters, the secrets masked *before* the cut.
 
-    Control characters and runs of white space become one space; a longer text is cut
-    and ends with ``...``.
+    Control characters (terminal escapes included), bidirectional overrides and runs of
+    white space become one space; a longer text is cut and ends with ``...``.
     """
     text = redactor.redact(text)
     text = _SPACES.sub(" ", _CONTROL_CHARS.sub(" ", text)).strip()

@@ -110,6 +110,13 @@ def test_a_20_s_outage_ends_with_every_row_ok(
     assert "API unavailable since" in result.output
     assert "next try in 1 s" in result.output
     assert "API available again" in result.output
+    # the progress line goes on while no row finishes, and says why (every 5 s)
+    outage_lines = [
+        line
+        for line in result.output.splitlines()
+        if "progress:" in line and "API unavailable since" in line and "next try in" in line
+    ]
+    assert len(outage_lines) >= 2
     doc = json.loads(summary.read_text())
     assert doc["breaker_openings"] == 1
     assert doc["flow"]["breaker"] == "closed"

@@ -72,6 +72,7 @@ from bulk_sync.validation import Limits, validate
 
 log = logging.getLogger(__name__)
 
+PROGRESS_TICK = 1.0  # seconds: a Progress event at least this often while sending
 SKIP_RESUMED = "already sent (resume)"
 SKIP_UNCHANGED = "already synced; unchanged since the last run (state)"
 NOT_SENT_YET = "not sent: the run stopped before this row was sent"
@@ -589,6 +590,11 @@ async def _upload(
     # The client redacts what the server says; this second pass covers any sender.
     redact = Redactor([token])
 
+    def emit_progress() -> None:
+        nonlocal last_progress
+        last_progress = clock()
+        emit(progress(last_progress))
+
     def on_result(result: JobResult) -> None:
         nonlocal done_rows, done_customers, failed_rows, ok_rows, last_progress
         lines = []
@@ -654,9 +660,11 @@ async def _upload(
                 sleep=sleep or asyncio.sleep,
                 on_event=emit,
             )
+            ticker = asyncio.create_task(_tick(lambda: clock() - last_progress, emit_progress))
             try:
                 return await uploader.run(jobs, on_result, stop)
             finally:
+                ticker.cancel()
                 emit(progress(clock()))
         finally:
             if client_cm is not None:
@@ -687,6 +695,15 @@ def warn_if_insecure(settings: Settings) -> None:
             settings.base_url,
             extra={"event": "insecure_tls"},
         )
+
+
+async def _tick(quiet_for: Callable[[], float], emit_progress: Callable[[], None]) -> None:
+    """A ``Progress`` event at least every second while sending, even when no row
+    finishes (an outage, a long pause): the bar's "next try in 8 s" keeps counting down."""
+    while True:
+        await asyncio.sleep(PROGRESS_TICK)
+        if quiet_for() >= PROGRESS_TICK:
+            emit_progress()
 
 
 def _make_client(settings: Settings, token: str | None) -> Any:

@@ -190,6 +190,12 @@ def test_flow_text_says_since_when_the_api_is_unavailable_and_the_window() -> No
 
     clock = datetime.fromtimestamp(since).strftime("%H:%M:%S")
     assert text == f"API unavailable since {clock}, next try in 8 s; window 1/8"
+    probing = FlowState(
+        1, 8, breaker="probing", unavailable_since=since, next_try_in=None, paused_seconds=42.4
+    )
+    assert flow_text(probing) == (
+        f"API unavailable since {clock}, probing now; window 1/8; paused 42 s"
+    )
 
 
 def test_log_lines_follow_stderr_when_a_progress_bar_redirects_it(

@@ -27,6 +27,7 @@ from bulk_sync import __version__
 from bulk_sync.config import Settings, load_config
 from bulk_sync.errors import BulkSyncError, UsageError
 from bulk_sync.events import (
+    BREAKER_PROBING,
     Event,
     EventHandler,
     Finished,
@@ -546,15 +547,21 @@ def _run_async(
 
 
 def flow_text(flow: FlowState | None) -> str:
-    """The flow-control part of a progress line: the window when it is below the ceiling,
-    and the API's unavailability while the breaker is not closed."""
+    """The flow-control part of a progress line: the API's unavailability while the
+    breaker is not closed (or a probe is out), the window when it is below the ceiling, and
+    the time paused so far once there is any."""
     if flow is None:
         return ""
     parts = []
     if flow.unavailable_since is not None:
-        parts.append(unavailable_text(flow.unavailable_since, flow.next_try_in))
+        text = unavailable_text(flow.unavailable_since, flow.next_try_in)
+        if flow.breaker == BREAKER_PROBING:
+            text += ", probing now"
+        parts.append(text)
     if flow.window < flow.ceiling:
         parts.append(f"window {flow.window}/{flow.ceiling}")
+    if flow.paused_seconds >= 1:
+        parts.append(f"paused {flow.paused_seconds:.0f} s")
     return "; ".join(parts)
 
 

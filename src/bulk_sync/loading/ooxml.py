@@ -9,6 +9,7 @@ Part names are matched as zip readers and Excel match them: a leading ``/`` drop
 
 from __future__ import annotations
 
+import io
 import posixpath
 import re
 import zipfile
@@ -46,7 +47,7 @@ def _attr(element: ET.Element, name: str) -> str | None:
 
 def _xml(data: bytes) -> ET.Element:
     # ElementTree (expat) resolves no external entity and caps entity expansion.
-    return ET.fromstring(data)  # noqa: S314
+    return ET.fromstring(utf8_xml(data))  # noqa: S314
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class Package:
     sheets: dict[str, str] = field(default_factory=dict)  # sheet name -> zip name of its part
     date1904: bool = False
     styles: str | None = None  # zip name of the styles part
+    # sheet name -> (kind: "worksheet", "macrosheet", "chartsheet", "dialogsheet", state:
+    # "visible", "hidden", "veryHidden"), in workbook order
+    kinds: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def read(self, archive: zipfile.ZipFile, name: str) -> bytes:
         return archive.read(name)
@@ -134,6 +138,7 @@ def open_package(archive: zipfile.ZipFile) -> Package | None:
             )
             rels[rel.get("Id") or ""] = (rel.get("Type") or "", _norm(posixpath.normpath(resolved)))
     sheets: dict[str, str] = {}
+    kinds: dict[str, tuple[str, str]] = {}
     date1904 = False
     for element in root.iter():
         tag = _local(element.tag)
@@ -144,13 +149,19 @@ def open_package(archive: zipfile.ZipFile) -> Package | None:
             name = element.get("name")
             if name is None or rid not in rels:
                 continue
-            target = rels[rid][1]
+            typ, target = rels[rid]
             if target in names:
                 sheets[name] = names[target]
+                kind = typ.rsplit("/", 1)[-1].casefold()
+                kind = next(
+                    (k for k in ("macrosheet", "chartsheet", "dialogsheet") if k[:5] in kind),
+                    "worksheet",
+                )
+                kinds[name] = (kind, element.get("state") or "visible")
     styles = next(
         (names[t] for typ, t in rels.values() if typ.endswith(_REL_STYLES) and t in names), None
     )
-    return Package(names, workbook, sheets, date1904, styles)
+    return Package(names, workbook, sheets, date1904, styles, kinds)
 
 
 def style_formats(archive: zipfile.ZipFile, package: Package) -> list[str | None]:
@@ -184,6 +195,20 @@ def style_formats(archive: zipfile.ZipFile, package: Package) -> list[str | None
     return xfs
 
 
+def utf8_xml(data: bytes) -> bytes:
+    """An XML part as UTF-8 bytes (some writers save parts as UTF-16)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or data[:2] in (b"<\x00", b"\x00<"):
+        encoding = (
+            "utf-16"
+            if data[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else ("utf-16-le" if data[:1] == b"<" else "utf-16-be")
+        )
+        text = data.decode(encoding).lstrip("\ufeff")
+        text = re.sub(r'^(<\?xml[^>]*?encoding=)["\'][^"\']*["\']', r'\1"UTF-8"', text)
+        return text.encode("utf-8")
+    return data
+
+
 def column_index(letters: str) -> int:
     """0-based index of a column's letters (``A`` = 0, ``AA`` = 26)."""
     n = 0
@@ -215,8 +240,7 @@ def cell_styles(
     interesting = [str(k).encode() for k, code in enumerate(styles) if code is not None]
     if not interesting or not columns:
         return {}
-    if sheet_xml[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        sheet_xml = sheet_xml.decode("utf-16").encode("utf-8")
+    sheet_xml = utf8_xml(sheet_xml)
     letters = b"|".join(column_letters(j).encode() for j in columns)
     found: list[tuple[bytes, bytes, bytes]]
     plain = sheet_xml.count(b"<c ")
@@ -315,12 +339,23 @@ def shared_strings(archive: zipfile.ZipFile, package: Package) -> list[str]:
     if name is None:
         return []
     out: list[str] = []
-    with archive.open(name) as f:
-        for _, element in ET.iterparse(f):  # noqa: S314
+    try:
+        for _, element in ET.iterparse(io.BytesIO(utf8_xml(archive.read(name)))):  # noqa: S314
             if _local(element.tag) == "si":
                 out.append(_text_of(element))
                 element.clear()
+    except ET.ParseError as exc:
+        raise _parse_error(exc, "shared-strings table") from None
     return out
+
+
+def _parse_error(exc: ET.ParseError, what: str) -> ValueError:
+    if "amplification" in str(exc) or "entit" in str(exc):
+        return ValueError(
+            f"its {what} defines XML entities that expand far beyond the file (an entity "
+            "bomb); refusing to read it"
+        )
+    return ValueError(f"its {what} is damaged XML ({exc})")
 
 
 def _text_of(element: ET.Element) -> str:
@@ -346,8 +381,13 @@ def read_sparse_sheet(
 ) -> tuple[list[list[Any]], list[int]]:
     """The rows of a sheet that have cells, and their 1-based numbers: memory follows the
     cells used, not the sheet's bounding box (a stray cell at XFD1048576)."""
-    import io
+    try:
+        return _read_sparse(sheet_xml, strings)
+    except ET.ParseError as exc:
+        raise _parse_error(exc, "sheet") from None
 
+
+def _read_sparse(sheet_xml: bytes, strings: Sequence[str]) -> tuple[list[list[Any]], list[int]]:
     rows: list[list[Any]] = []
     numbers: list[int] = []
     row_number = 0
@@ -404,3 +444,70 @@ def _cell_value(element: ET.Element, strings: Sequence[str]) -> Any:
         return float(v)
     except ValueError:
         return v
+
+
+# --------------------------------------------------------------------------- own reader
+
+_RICH_SPACE = re.compile(rb"<(?:\w+:)?t>(?:\s[^<]*|[^<]*\s)</(?:\w+:)?t>")
+
+
+def runs_lose_spaces(xml: bytes) -> bool:
+    """Whether rich-text runs with spaces at their edges (``<t> richtext</t>``, without
+    ``xml:space``) are in this part: python-calamine drops those spaces, Excel keeps them."""
+    has_runs = b"<r>" in xml or b":r>" in xml
+    return has_runs and _RICH_SPACE.search(xml) is not None
+
+
+class OwnSheet:
+    def __init__(self, rows: list[list[Any]]) -> None:
+        self.rows = rows
+
+    def to_python(self, skip_empty_area: bool = True) -> list[list[Any]]:
+        return self.rows
+
+
+class OwnBook:
+    """An XLSX/XLSM workbook read by this module, for files python-calamine refuses (an
+    Excel 4 macro sheet, UTF-16 parts): the calls :mod:`~bulk_sync.loading.workbook`
+    makes of a calamine workbook."""
+
+    def __init__(self, archive: zipfile.ZipFile, package: Package) -> None:
+        import python_calamine as calamine
+
+        self.archive = archive
+        self.package = package
+        types = {
+            "worksheet": calamine.SheetTypeEnum.WorkSheet,
+            "macrosheet": calamine.SheetTypeEnum.MacroSheet,
+            "chartsheet": calamine.SheetTypeEnum.ChartSheet,
+            "dialogsheet": calamine.SheetTypeEnum.DialogSheet,
+        }
+        states = {
+            "visible": calamine.SheetVisibleEnum.Visible,
+            "hidden": calamine.SheetVisibleEnum.Hidden,
+            "veryHidden": calamine.SheetVisibleEnum.VeryHidden,
+        }
+        self.sheet_names = list(package.kinds)
+        self.sheets_metadata = [
+            calamine.SheetMetadata(
+                name,
+                types.get(kind, calamine.SheetTypeEnum.WorkSheet),
+                states.get(state, calamine.SheetVisibleEnum.Hidden),
+            )
+            for name, (kind, state) in package.kinds.items()
+        ]
+        self._strings: list[str] | None = None
+
+    def strings(self) -> list[str]:
+        if self._strings is None:
+            self._strings = shared_strings(self.archive, self.package)
+        return self._strings
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+def read_sheet(
+    archive: zipfile.ZipFile, package: Package, name: str, strings: Sequence[str]
+) -> tuple[list[list[Any]], list[int]]:
+    return read_sparse_sheet(utf8_xml(archive.read(package.sheets[name])), strings)

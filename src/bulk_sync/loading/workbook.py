@@ -82,9 +82,30 @@ def _open_workbook(data: WorkbookData, fmt: str) -> Any:
             head = data.read_bytes()[:16] if isinstance(data, Path) else data[:16]
             if is_raw_biff(head):  # Excel 2-4: calamine reads only OLE files
                 raise InputError(OLD_EXCEL) from None
-    if isinstance(data, Path):
-        return calamine.CalamineWorkbook.from_path(os.fspath(data))
-    return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    try:
+        if isinstance(data, Path):
+            return calamine.CalamineWorkbook.from_path(os.fspath(data))
+        return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except BaseException as exc:
+        if not _is_reader_failure(exc) or fmt not in ("XLSX", "XLSM"):
+            raise
+        own = _own_book(data)
+        if own is None:
+            raise
+        log.info("python-calamine cannot read the workbook (%s); reading it ourselves", exc)
+        return own
+
+
+def _own_book(data: WorkbookData) -> ooxml.OwnBook | None:
+    """The workbook read by our own XLSX reader, when it finds worksheets in it."""
+    try:
+        archive = zipfile.ZipFile(data if isinstance(data, Path) else io.BytesIO(data))
+        package = ooxml.open_package(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error):
+        return None
+    if package is None or not package.kinds:
+        return None
+    return ooxml.OwnBook(archive, package)
 
 
 def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: str) -> list[Table]:
@@ -109,7 +130,13 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
             except BaseException as exc:
                 if not _is_reader_failure(exc):
                     raise
-                raise _calamine_error(exc, fmt, source, name) from None
+                # python-calamine gave up on this sheet: our own reader may not
+                own = None
+                if fmt in ("XLSX", "XLSM") and not isinstance(workbook, ooxml.OwnBook):
+                    own = styles.sparse_rows(name, force=True)
+                if own is None:
+                    raise _calamine_error(exc, fmt, source, name) from None
+                grid, numbers = own
             try:
                 table = _grid_table(grid, source, name, options, styles.sheet(name), numbers)
             except InputError as exc:
@@ -374,6 +401,8 @@ class _Styles:
 
     def __init__(self, workbook: Any, data: WorkbookData | None) -> None:
         self._xls = workbook if isinstance(workbook, xls.XlsBook) else None
+        self._own = workbook if isinstance(workbook, ooxml.OwnBook) else None
+        self._rich_strings: bool | None = None
         self._archive: zipfile.ZipFile | None = None
         self._package: ooxml.Package | None = None
         self._styles: list[str | None] = []
@@ -396,24 +425,57 @@ class _Styles:
         except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
             return None
 
-    def sparse_rows(self, name: str) -> tuple[list[list[Any]], list[int]] | None:
-        """The sheet's rows read sparsely when a dense read would cost far more than its
-        cells justify (a stray cell at XFD1048576); None to read it densely."""
+    def sparse_rows(
+        self, name: str, force: bool = False
+    ) -> tuple[list[list[Any]], list[int]] | None:
+        """The sheet's rows as our own reader reads them (only the rows that have cells),
+        where python-calamine would read it wrongly or at great cost: a workbook it
+        refuses; rich text whose runs have spaces at their edges (it drops them); a cell
+        far outside the data (it would build the whole bounding box); ``force``: a sheet
+        it fails on (None then if our reader fails too). None to let python-calamine
+        read it."""
         xml = self._sheet_xml(name)
         if xml is None or self._package is None or self._archive is None:
             return None
-        cells, rows, columns = ooxml.sheet_extent(xml)
-        if rows * columns <= max(_SPARSE_MIN, _SPARSE_RATIO * cells):
+        if self._own is not None:
+            return ooxml.read_sparse_sheet(ooxml.utf8_xml(xml), self._own.strings())
+        if force:
+            try:
+                strings = ooxml.shared_strings(self._archive, self._package)
+                return ooxml.read_sparse_sheet(ooxml.utf8_xml(xml), strings)
+            except Exception:
+                return None
+        why = ""
+        if ooxml.runs_lose_spaces(xml) or self._strings_lose_spaces():
+            why = "rich text with spaces between its runs"
+        else:
+            cells, rows, columns = ooxml.sheet_extent(xml)
+            if rows * columns > max(_SPARSE_MIN, _SPARSE_RATIO * cells):
+                why = f"{rows} rows x {columns} columns for {cells} cells"
+        if not why:
             return None
-        log.info(
-            "sheet %r spans %d rows x %d columns for %d cells: reading only its cells",
-            name,
-            rows,
-            columns,
-            cells,
-        )
-        strings = ooxml.shared_strings(self._archive, self._package)
-        return ooxml.read_sparse_sheet(xml, strings)
+        try:
+            strings = ooxml.shared_strings(self._archive, self._package)
+            read = ooxml.read_sparse_sheet(ooxml.utf8_xml(xml), strings)
+        except Exception as exc:  # python-calamine then reads it, or says what is wrong
+            log.debug("our reader cannot read sheet %r: %s", name, exc)
+            return None
+        log.info("sheet %r read by our own reader (%s)", name, why)
+        return read
+
+    def _strings_lose_spaces(self) -> bool:
+        if self._rich_strings is None:
+            self._rich_strings = False
+            package, archive = self._package, self._archive
+            assert package is not None
+            assert archive is not None
+            name = next(
+                (z for n, z in package.names.items() if n.endswith("sharedstrings.xml")), None
+            )
+            if name is not None:
+                with contextlib.suppress(zipfile.BadZipFile, OSError, KeyError, zlib.error):
+                    self._rich_strings = ooxml.runs_lose_spaces(archive.read(name))
+        return self._rich_strings
 
     def sheet(self, name: str) -> SheetFormats | None:
         book = self._xls

@@ -369,6 +369,15 @@ def _register_emulator() -> None:
 _register_emulator()
 
 
+def _register_serve() -> None:
+    from bulk_sync.web.command import serve
+
+    cli.add_command(serve)
+
+
+_register_serve()
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 

@@ -1,0 +1,197 @@
+"""A look at a file before it is loaded: its sheets, its header and the first rows.
+
+What a front end needs to let a person choose the sheet and say which columns hold the
+customer id, the attribute and the value when the headers are not the expected ones:
+
+    >>> p = peek(data, "clientes.xlsx")  # doctest: +SKIP
+    >>> p.sheets, p.header_row, p.headers, p.found  # doctest: +SKIP
+
+The header is found as :func:`~bulk_sync.loading.load_bytes` finds it (the first row that
+is not blank; in a workbook, a row below a title when that row has the columns; in a
+text file, with the delimiter the loader would choose), and the same checks refuse a
+file that is not what its name says. Cells are strings as the loader makes them. Only
+the first rows are parsed: a peek at a large file is quick.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import python_calamine as calamine
+
+from bulk_sync.cells import cell_to_str
+from bulk_sync.errors import InputError
+from bulk_sync.loading.container import check_workbook_container, content_kind
+from bulk_sync.loading.delimited import _parse_sample, _sniff, _utf8_bytes
+from bulk_sync.loading.layout import column_letter, find_columns
+from bulk_sync.loading.options import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
+from bulk_sync.loading.workbook import (
+    _calamine_error,
+    _is_blank,
+    _is_reader_failure,
+    _open_workbook,
+    _select_sheets,
+    _title_rows_skipped,
+)
+
+__all__ = ["Peek", "SheetInfo", "peek"]
+
+_SAMPLE_BYTES = 64 * 1024
+_GRID_ROWS = 40  # rows read from a sheet: blank rows and a title above the header, samples
+
+
+@dataclass(frozen=True, slots=True)
+class SheetInfo:
+    name: str
+    visible: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Peek:
+    """``sheets``: the worksheets of a workbook in order (empty for a text file);
+    ``sheet``: the one looked at (``""`` for a text file); ``header_row``: the header's
+    row number as the spreadsheet shows it (0 when the sheet is empty); ``headers``: its
+    cells; ``sample``: up to ``rows`` data rows below it; ``found``: which logical columns
+    (``customer_id``, ``attribute``, ``value``) the options find in the header."""
+
+    source: str
+    sheets: tuple[SheetInfo, ...]
+    sheet: str
+    header_row: int
+    headers: tuple[str, ...]
+    sample: tuple[tuple[str, ...], ...]
+    found: tuple[str, ...]
+    delimiter: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """The options find every column they need (customer id alone for a wide file)."""
+        return "customer_id" in self.found and len(self.found) in (1, 3)
+
+    def column_label(self, j: int) -> str:
+        """``column C`` in a workbook, ``field 3`` in a text file (as messages say)."""
+        return column_letter(j) if self.sheets else f"field {j + 1}"
+
+
+def peek(data: bytes, name: str, options: LoadOptions | None = None, *, rows: int = 3) -> Peek:
+    """The sheets, header and first ``rows`` data rows of a file whose bytes are ``data``
+    (``name`` gives its kind by extension). Raises :class:`InputError` for a file the
+    loader would refuse for what it is (empty, a workbook named .csv, ...)."""
+    opts = options if options is not None else LoadOptions()
+    source = Path(name).name
+    ext = Path(name).suffix.casefold()
+    if ext in DELIMITED_EXTENSIONS:
+        return _peek_text(data, source, ext, opts, rows)
+    if ext in WORKBOOK_EXTENSIONS:
+        return _peek_workbook(data, source, WORKBOOK_EXTENSIONS[ext], opts, rows)
+    known = ", ".join((*DELIMITED_EXTENSIONS, *WORKBOOK_EXTENSIONS))
+    raise InputError(
+        f"unsupported file type {Path(name).suffix or '(no extension)'!r}; expected one of {known}",
+        source=source,
+    )
+
+
+def _found(header: Sequence[str], options: LoadOptions) -> tuple[str, ...]:
+    found, _, _ = find_columns(header, options)
+    return tuple(found)
+
+
+def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: int) -> Peek:
+    kind = content_kind(data[:4096])
+    if kind == "empty":
+        raise InputError("file is empty", source=source)
+    if kind in ("zip", "ole", "gzip", "pdf"):
+        raise InputError("this is not a text (CSV) file", source=source)
+    raw, _ = _utf8_bytes(data[: _SAMPLE_BYTES * 2], options.encoding, source)
+    skip = len(raw) - len(raw.lstrip(b"\r\n"))
+    truncated = len(raw) - skip > _SAMPLE_BYTES or len(data) > _SAMPLE_BYTES * 2
+    sample = codecs.getincrementaldecoder("utf-8")("replace").decode(
+        raw[skip : skip + _SAMPLE_BYTES], final=not truncated
+    )
+    if truncated:
+        cut = max(sample.rfind("\n"), sample.rfind("\r"))
+        if cut > 0:
+            sample = sample[: cut + 1]
+    sniffed = _sniff(sample, truncated, ext, options)
+    if sniffed.header is None:
+        return Peek(source, (), "", 0, (), (), (), sniffed.delimiter)
+    records = _parse_sample(sample, sniffed.delimiter, truncated)
+    header_at = sniffed.header_row - 1
+    body = [
+        tuple(f.strip() for f in rec)
+        for rec in records[header_at + 1 :]
+        if any(f.strip() for f in rec)
+    ][:rows]
+    # Row numbers count the blank lines skipped before the sample.
+    header_row = sniffed.header_row + sample_line_count(raw[:skip])
+    return Peek(
+        source,
+        (),
+        "",
+        header_row,
+        tuple(sniffed.header),
+        tuple(body),
+        _found(sniffed.header, options),
+        sniffed.delimiter,
+    )
+
+
+def sample_line_count(blank: bytes) -> int:
+    """Line breaks in a run of blank lines (``\\r\\n`` counts once)."""
+    return blank.count(b"\n") + blank.count(b"\r") - blank.count(b"\r\n")
+
+
+def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, rows: int) -> Peek:
+    check_workbook_container(data, data[:4096], len(data), fmt, options, source)
+    try:
+        workbook = _open_workbook(data)
+    except BaseException as exc:
+        if not _is_reader_failure(exc):
+            raise
+        raise _calamine_error(exc, fmt, source) from None
+    try:
+        worksheet = calamine.SheetTypeEnum.WorkSheet
+        visible = calamine.SheetVisibleEnum.Visible
+        sheets = tuple(
+            SheetInfo(m.name, m.visible == visible)
+            for m in workbook.sheets_metadata
+            if m.typ == worksheet
+        )
+        one = options if not options.all_sheets else _first_sheet_options(options)
+        name = _select_sheets(workbook, source, one)[0]
+        try:
+            grid: list[list[Any]] = workbook.get_sheet_by_name(name).to_python(
+                skip_empty_area=False, nrows=_GRID_ROWS
+            )
+        except BaseException as exc:
+            if not _is_reader_failure(exc):
+                raise
+            raise _calamine_error(exc, fmt, source, name) from None
+    finally:
+        with contextlib.suppress(Exception):
+            workbook.close()
+    first = next((i for i, row in enumerate(grid) if not all(_is_blank(c) for c in row)), None)
+    if first is None:
+        return Peek(source, sheets, name, 0, (), (), ())
+    at = _title_rows_skipped(grid, first, options, source, name)
+    header = tuple(cell_to_str(c) for c in grid[at])
+    body = [
+        tuple(c.strip() if type(c) is str else cell_to_str(c) for c in row)
+        for row in grid[at + 1 :]
+        if not all(_is_blank(c) for c in row)
+    ][:rows]
+    return Peek(source, sheets, name, at + 1, header, tuple(body), _found(header, options))
+
+
+def _first_sheet_options(options: LoadOptions) -> LoadOptions:
+    return LoadOptions(
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        wide=options.wide,
+        columns=options.columns,
+    )

@@ -161,7 +161,7 @@ async def test_the_dry_run_of_the_samples_counts_as_the_cli_does(page: Page) -> 
 async def test_problems_of_a_large_file_come_page_by_page(page: Page, tmp_path: Path) -> None:
     rows = [(str(1000 + k), "segment", "") for k in range(120)]  # 120 empty values
     content = write_csv(tmp_path / "many.csv", rows).read_bytes()
-    status, text, path = await page.upload("/upload", [("many.csv", content)])
+    _status, text, path = await page.upload("/upload", [("many.csv", content)])
     assert "Problems (120)" in text
     assert "Page 1 of 3" in text
     assert text.count("value is empty") == 50
@@ -196,7 +196,7 @@ async def test_other_headers_are_mapped_in_the_page_and_remembered(page: Page) -
 
 async def test_a_wide_file_is_mapped_with_one_column_per_attribute(page: Page) -> None:
     content = "Contribuinte,segmento,regiao\n500100267,Retalho,Norte\n500211358,,Centro\n"
-    status, text, path = await page.upload("/upload", [("wide.csv", content.encode())])
+    _status, text, path = await page.upload("/upload", [("wide.csv", content.encode())])
     assert "missing columns" in text
     draft_id = path.rsplit("/", 1)[1]
     _status, text = await page.post(
@@ -228,7 +228,7 @@ async def test_the_sheet_of_a_workbook_is_chosen_in_the_page(page: Page) -> None
     assert '<option value="Notas" selected>Notas</option>' in text
     assert "missing columns" in text
     draft_id = path.rsplit("/", 1)[1]
-    status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "Dados"})
+    _status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "Dados"})
     assert "Read 2 rows from sheet “Dados”" in text
     _status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "*all*"})
     assert "Read 2 rows from sheet “Dados”" in text  # the notes sheet is left out

@@ -273,7 +273,7 @@ async def test_the_history_survives_a_restart_and_a_cut_off_run_can_be_resumed(
             for r in accepted
         ])  # fmt: skip
     async with page_app(data_dir, settings_for(emulator), token=api_token) as page:
-        status, text = await page.get("/runs")
+        _status, text = await page.get("/runs")
         assert run_id in text
         assert "cut off" in text
         _status, text = await page.get(f"/runs/{cut.id}")

@@ -224,7 +224,7 @@ def two_sheet_workbook() -> bytes:
 
 
 async def test_the_sheet_of_a_workbook_is_chosen_in_the_page(page: Page) -> None:
-    status, text, path = await page.upload("/upload", [("book.xlsx", two_sheet_workbook())])
+    _status, text, path = await page.upload("/upload", [("book.xlsx", two_sheet_workbook())])
     assert '<option value="Notas" selected>Notas</option>' in text
     assert "missing columns" in text
     draft_id = path.rsplit("/", 1)[1]

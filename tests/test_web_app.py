@@ -174,7 +174,7 @@ async def test_problems_of_a_large_file_come_page_by_page(page: Page, tmp_path: 
 async def test_other_headers_are_mapped_in_the_page_and_remembered(page: Page) -> None:
     status, text, path = await page.upload("/upload", [("clientes-crm.csv", other_headers_csv())])
     assert "missing columns" in text
-    assert "Say which columns hold" in text
+    assert "Say below which columns hold them" in text
     assert '<option value="NIF">A · NIF</option>' in text  # columns by letter and name
     draft_id = path.rsplit("/", 1)[1]
     status, text = await page.post(

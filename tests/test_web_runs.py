@@ -201,7 +201,7 @@ async def test_retry_failed_resends_only_the_failed_rows(
     async with page_app(tmp_path / "data", settings_for(emulator), token=api_token) as page:
         run_id = await start_sync(page, [("c.csv", content)])
         text = await wait_finished(page, run_id)
-        assert "Retry failed rows (4)" in text
+        assert "Retry the 4 rows that failed or were not sent" in text
         assert "customer not found" in text  # the most frequent failure, as the API said
         emulator.state.settings = dataclasses.replace(emulator.state.settings, customers=None)
         _status, text = await page.get(f"/runs/{run_id}/retry")

@@ -900,19 +900,23 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 def _xlsx_from_csv(csv_path: Path, xlsx_path: Path, record: RunRecord) -> None:
     """The XLSX form of a run's report: the same lines (read back, values unescaped, and
-    neutralized again by the writer), the run's facts on the summary sheet."""
+    neutralized again by the writer) and, on the summary sheet, the facts the engine
+    writes in an XLSX report of its own (``sync --report x.xlsx``)."""
     lines = (
         (r.source, r.sheet, r.row, r.customer_id, r.attribute, r.value, r.status,
          r.http_status, r.error, r.attempts)
         for r in read_report(csv_path)
     )  # fmt: skip
-    summary: dict[str, object] = {"written": now_text(), "mode": record.kind, "run": record.id}
-    summary["inputs"] = list(record.files)
-    summary["base_url"] = display_url(record.base_url)
-    for key in ("requests", "retries"):
-        if key in record.summary:
-            summary[key] = record.summary[key]
-    summary["rows"] = sum(record.counts.values())
-    for status, n in record.counts.items():
-        summary[f"rows {status}"] = n
-    write_report(xlsx_path, lines, summary=summary)
+    summary = record.summary
+    facts: dict[str, object] = {
+        "written": now_text(),
+        "mode": "sync",
+        "inputs": list(summary.get("inputs", record.files)),
+        "base_url": display_url(record.base_url),
+        "requests": summary.get("requests", 0),
+        "retries": summary.get("retries", 0),
+        "stopped early": summary.get("aborted") or "no",
+        "rows": sum(record.counts.values()),
+        **{f"rows {status}": n for status, n in record.counts.items()},
+    }
+    write_report(xlsx_path, lines, summary=facts)

@@ -201,7 +201,9 @@ def apply_headers(response: web.StreamResponse) -> None:
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    # "same-origin", not "no-referrer": with no-referrer, Chrome sends `Origin: null` on our
+    # own form posts, and null is what a sandboxed attacker frame sends too.
+    headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     headers.setdefault("Cache-Control", "no-store")

@@ -129,10 +129,19 @@
       set("eta_text", duration(s.eta));
       set("elapsed_text", duration(s.elapsed));
       if (s.flow) {
-        set("flow_text", s.flow.in_flight + " (at most " + s.flow.window + " of " + s.flow.ceiling + ")");
+        var flow = s.flow.in_flight + " (up to " + s.flow.window + " at a time";
+        if (s.flow.window < s.flow.ceiling) flow += ", reduced from " + s.flow.ceiling;
+        set("flow_text", flow + ")");
       }
       var breaker = BREAKER[s.breaker] || s.breaker;
-      if (s.breaker === "open" && s.next_try_in) breaker += " (next try in " + Math.round(s.next_try_in) + " s)";
+      var flowState = s.flow || {};
+      var since = flowState.unavailable_since || s.unavailable_since;
+      var next = flowState.next_try_in !== undefined && flowState.next_try_in !== null ? flowState.next_try_in : s.next_try_in;
+      if (s.breaker !== "closed" && since) {
+        breaker += " since " + new Date(since * 1000).toLocaleTimeString();
+      }
+      if (s.breaker === "open" && next) breaker += "; next try in " + Math.round(next) + " s";
+      if (flowState.paused_seconds) breaker += " (paused " + duration(flowState.paused_seconds) + " so far)";
       set("breaker_text", breaker);
       bar.max = s.rows_total || 1;
       bar.value = s.rows_done;

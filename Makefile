@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 CODE   := $(wildcard src tests bench scripts)
 
-.PHONY: demo test lint fmt bench clean venv
+.PHONY: demo serve test lint fmt bench clean venv
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The ops page on loopback, sending to a local emulator; prints the URL (PORT=8765).
+serve: $(STAMP)
+	$(BIN)/python scripts/serve.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(CODE)

@@ -302,3 +302,54 @@ def test_data_dir_refuses_ids_that_are_not_its_own(tmp_path: Path) -> None:
     assert data.run("..") is None
     with pytest.raises(ValueError, match="bad run id"):
         data.run_dir("../x")
+
+
+def test_serve_on_a_non_loopback_host_without_a_password_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bulk_sync.cli import cli
+
+    monkeypatch.delenv("BULK_SYNC_WEB_PASSWORD", raising=False)
+    monkeypatch.delenv("BULK_SYNC_WEB_PASSWORD_FILE", raising=False)
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d")]
+    )
+    assert result.exit_code == 2
+    assert "set an access password" in result.output
+    assert "BULK_SYNC_WEB_PASSWORD" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "d").exists()  # nothing was started
+
+
+def test_the_access_password_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
+    from bulk_sync.errors import ConfigError
+    from bulk_sync.web.security import Security, read_password
+
+    assert read_password({}) is None
+    assert read_password({"BULK_SYNC_WEB_PASSWORD": "long enough"}) == "long enough"
+    secret_file = tmp_path / "pw"
+    secret_file.write_text("from a file\n")
+    assert read_password({"BULK_SYNC_WEB_PASSWORD_FILE": str(secret_file)}) == "from a file"
+    with pytest.raises(ConfigError, match="at least 8 characters"):
+        read_password({"BULK_SYNC_WEB_PASSWORD": "short"})
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_password({"BULK_SYNC_WEB_PASSWORD_FILE": str(tmp_path / "missing")})
+    remote = Security.for_bind("0.0.0.0", 8765, "long enough")
+    assert remote.password == "long enough"
+    assert remote.allowed_hosts == frozenset()  # reached by names this server cannot know
+    local = Security.for_bind("127.0.0.1", 8765, None)
+    assert "127.0.0.1:8765" in local.allowed_hosts
+    assert "localhost:8765" in local.allowed_hosts
+    with pytest.raises(ConfigError, match="access password"):
+        Security.for_bind("192.168.1.10", 8765, None)
+
+
+async def test_an_answer_that_would_hold_the_key_is_redacted(page: Page) -> None:
+    # A file named after the key: its name is shown in the page, the key never is.
+    status, text, _ = await page.upload("/upload", [(f"{TOKEN}.csv", b"customer_id\n")])
+    assert status == 200
+    assert TOKEN not in text
+    assert TOKEN[:16] not in text
+    assert "***.csv" in text

@@ -203,7 +203,7 @@ def wait_result(page: Any, timeout: float = 60_000) -> None:
 
 
 def confirm_sync(page: Any) -> None:
-    page.get_by_role("link", name="Sync…").click()
+    page.get_by_role("link", name="Sync…").first.click()
     page.wait_for_selector("text=Yes, sync now")
 
 
@@ -351,7 +351,9 @@ def _sheets(xlsx: bytes) -> dict[str, list[list[str]]]:
 
     book = load_workbook(io.BytesIO(xlsx), read_only=True)
     cells = {
-        ws.title: [["" if c is None else str(c) for c in row] for row in ws.iter_rows(values_only=True)]
+        ws.title: [
+            ["" if c is None else str(c) for c in row] for row in ws.iter_rows(values_only=True)
+        ]
         for ws in book.worksheets
     }
     cells["summary"] = [row for row in cells["summary"] if row[0] != "written"]
@@ -442,4 +444,3 @@ def test_a_cross_site_form_post_from_another_origin_is_refused(
     assert "Refused" in evil.inner_text("body")
     page.close()
     evil.close()
-

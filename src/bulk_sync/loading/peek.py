@@ -42,6 +42,7 @@ from bulk_sync.loading.workbook import (
 __all__ = ["Peek", "SheetInfo", "peek"]
 
 _SAMPLE_BYTES = 64 * 1024
+_TITLE_ROWS = 10  # as the loader: how far below a title the header may stand
 _GRID_ROWS = 40  # rows read from a sheet: blank rows and a title above the header, samples
 
 
@@ -179,6 +180,12 @@ def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, row
     if first is None:
         return Peek(source, sheets, name, 0, (), (), ())
     at = _title_rows_skipped(grid, first, options, source, name)
+    if at == first and _filled(grid[first]) == 1:
+        # A title above headers the options do not know yet ("Clientes 2026"): show the
+        # first row below it with several cells as the header, so that a person can map
+        # its columns (the loader then finds it below the title by those names).
+        below = grid[first + 1 : first + 1 + _TITLE_ROWS]
+        at = next((first + 1 + k for k, row in enumerate(below) if _filled(row) >= 2), first)
     header = tuple(cell_to_str(c) for c in grid[at])
     body = [
         tuple(c.strip() if type(c) is str else cell_to_str(c) for c in row)
@@ -186,6 +193,10 @@ def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, row
         if not all(_is_blank(c) for c in row)
     ][:rows]
     return Peek(source, sheets, name, at + 1, header, tuple(body), _found(header, options))
+
+
+def _filled(row: Sequence[Any]) -> int:
+    return sum(1 for c in row if not _is_blank(c) and c is not None)
 
 
 def _first_sheet_options(options: LoadOptions) -> LoadOptions:

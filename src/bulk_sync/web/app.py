@@ -32,7 +32,7 @@ from bulk_sync.config import Settings
 from bulk_sync.errors import BulkSyncError, UsageError
 from bulk_sync.loading.peek import peek
 from bulk_sync.models import Status
-from bulk_sync.observability import Redactor
+from bulk_sync.redaction import Redactor
 from bulk_sync.report import read_report, write_report
 from bulk_sync.web.analysis import Analysis, AnalysisCache, analyse, column_letters
 from bulk_sync.web.runs import Busy, RunManager, RunRequest, load_options_for
@@ -144,23 +144,31 @@ def create_app(config: WebConfig) -> web.Application:
 
 
 class _Secrets:
-    """Redacts the API key (and the access password) from anything shown or logged."""
+    """Redacts the API key (and the access password) from anything shown or logged, with
+    the project's one redaction rule (:mod:`bulk_sync.redaction`)."""
 
     def __init__(self, token: Callable[[], str | None], security: Security) -> None:
         self._token = token
         self._security = security
+        self._redactor = Redactor()
 
-    def values(self) -> list[str]:
-        return [s for s in (self._token(), self._security.password) if s]
+    def redactor(self) -> Redactor:
+        wanted = tuple(s for s in (self._token(), self._security.password) if s)
+        if wanted != self._redactor.secrets:
+            self._redactor = Redactor(wanted)
+        return self._redactor
 
     def redact(self, text: str) -> str:
-        return Redactor(self.values()).redact(text)
+        return self.redactor().redact(text)
 
     def redact_bytes(self, body: bytes) -> bytes:
-        for secret in self.values():
-            for form in {secret, json.dumps(secret)[1:-1]}:
-                body = body.replace(form.encode("utf-8"), b"***")
-        return body
+        redactor = self.redactor()
+        if not redactor:
+            return body
+        text = body.decode("utf-8", "surrogateescape")
+        if not redactor.leaks(text):
+            return body
+        return redactor.redact(text).encode("utf-8", "surrogateescape")
 
 
 async def _on_startup(app: web.Application) -> None:

@@ -88,8 +88,8 @@ def serve(
         raise _CannotStart(f"cannot use the data dir {data_dir}: {exc.strerror or exc}") from None
     token = settings.token()
     secrets = [s for s in (token, password) if s]
-    setup_logging(settings.log_format, secrets=secrets)
-    _redact_aiohttp_logs(settings.log_format, secrets)
+    handler = setup_logging(settings.log_format, secrets=secrets)
+    _redact_aiohttp_logs(handler)
     if token is None:
         log.warning(
             "no API key in %s: the page can check files, but not sync until the server is "
@@ -104,9 +104,8 @@ def serve(
         raise _CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-def _redact_aiohttp_logs(fmt: str, secrets: list[str]) -> None:
+def _redact_aiohttp_logs(handler: logging.Handler) -> None:
     """aiohttp's own loggers (access, server errors) through the same redacting handler."""
-    handler = setup_logging(fmt, secrets=secrets)
     for name in ("aiohttp.access", "aiohttp.server", "aiohttp.web"):
         logger = logging.getLogger(name)
         logger.handlers = [handler]

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import ROOT, start_emulator  # noqa: E402
+from demo import ROOT, start_emulator
 
 OUT = ROOT / "out"
 

@@ -90,7 +90,7 @@ def test_a_workbook_lists_its_sheets_and_peeks_at_the_chosen_one() -> None:
 
 
 def test_a_file_that_is_not_what_its_name_says_is_refused() -> None:
-    with pytest.raises(InputError, match="rename it to .csv"):
+    with pytest.raises(InputError, match=r"rename it to \.csv"):
         peek(b"customer_id,attribute,value\n", "x.xlsx")
     with pytest.raises(InputError, match="file is empty"):
         peek(b"", "x.csv")

@@ -313,8 +313,9 @@ def test_serve_on_a_non_loopback_host_without_a_password_refuses_to_start(
 
     monkeypatch.delenv("BULK_SYNC_WEB_PASSWORD", raising=False)
     monkeypatch.delenv("BULK_SYNC_WEB_PASSWORD_FILE", raising=False)
+    public = "0.0.0.0"  # noqa: S104 - refused before anything is bound
     result = CliRunner().invoke(
-        cli, ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d")]
+        cli, ["serve", "--host", public, "--port", "0", "--data-dir", str(tmp_path / "d")]
     )
     assert result.exit_code == 2
     assert "set an access password" in result.output
@@ -336,7 +337,7 @@ def test_the_access_password_comes_from_the_environment_or_a_file(tmp_path: Path
         read_password({"BULK_SYNC_WEB_PASSWORD": "short"})
     with pytest.raises(ConfigError, match="cannot read"):
         read_password({"BULK_SYNC_WEB_PASSWORD_FILE": str(tmp_path / "missing")})
-    remote = Security.for_bind("0.0.0.0", 8765, "long enough")
+    remote = Security.for_bind("0.0.0.0", 8765, "long enough")  # noqa: S104 - not bound
     assert remote.password == "long enough"
     assert remote.allowed_hosts == frozenset()  # reached by names this server cannot know
     local = Security.for_bind("127.0.0.1", 8765, None)

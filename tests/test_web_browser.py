@@ -320,7 +320,7 @@ def test_report_downloaded_from_the_page_is_the_cli_report(
     lead = page.inner_text(".confirm .lead")
     assert emulator.base_url in lead
     assert "60 customers" in lead
-    shot(page, "05-confirm")
+    shot(page, "04-confirm")
     page.get_by_role("button", name="Yes, sync now").click()
     wait_result(page)
     assert "Done, with problems" in page.inner_text("main")
@@ -380,13 +380,13 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
         ".replace(/,/g, '')) >= 10"
     )
     assert page.locator("#live[aria-live=polite]").count() == 1
-    shot(page, "06-progress")
+    shot(page, "05-progress")
     page.get_by_role("button", name="Stop").click()
     wait_result(page)
     text = page.inner_text("main")
     assert "Stopped before the end" in text
     assert "not_sent" in text
-    shot(page, "07-stopped")
+    shot(page, "06-stopped")
 
     page.get_by_role("link", name="Resume: send the rest…").click()
     assert emulator.base_url in page.inner_text(".confirm")
@@ -395,7 +395,7 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     text = page.inner_text("main")
     assert "Done, with problems" in text
     assert "customer not found" in text  # the 4 unknown customers
-    shot(page, "08-resumed")
+    shot(page, "07-resumed")
 
     emulator.state.settings = _all_customers_known(emulator.state.settings)
     page.get_by_role("link", name="Retry the 4 rows that failed or were not sent…").click()
@@ -410,14 +410,14 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     assert [(r["row"], r["status"]) for r in retried] == [
         (str(k + 2), "ok") for k in range(150, 154)
     ]  # the original row numbers of the failed rows
-    shot(page, "09-retried")
+    shot(page, "08-retried")
     page.get_by_role("link", name="History").click()
     history = page.locator("table.runs tbody tr")
     assert history.count() == 3
     assert "Retry failed" in history.nth(0).inner_text()
     assert "Resume" in history.nth(1).inner_text()
     assert "stopped" in history.nth(2).inner_text()
-    shot(page, "10-history")
+    shot(page, "09-history")
     assert emulator.state.faults["error"] + emulator.state.faults["throttle"] > 0
     assert not scanner.leaks, scanner.leaks
 

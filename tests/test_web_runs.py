@@ -203,7 +203,7 @@ async def test_retry_failed_resends_only_the_failed_rows(
         text = await wait_finished(page, run_id)
         assert "Retry the 4 rows that failed or were not sent" in text
         assert "customer not found" in text  # the most frequent failure, as the API said
-        emulator.state.settings = dataclasses.replace(emulator.state.settings, customers=None)
+        emulator.state.directory = None  # the API now knows every customer
         _status, text = await page.get(f"/runs/{run_id}/retry")
         assert "Send again the <strong>4</strong> rows" in text
         assert "<strong>4 customers</strong>" in text
@@ -267,7 +267,8 @@ async def test_the_history_survives_a_restart_and_a_cut_off_run_can_be_resumed(
     report = data.report_path(cut.id)
     report.write_bytes(b"")  # the reservation
     accepted = list(read_report(data.report_path(run_id)))[:2]  # two rows accepted
-    with Journal.open(journal_path_for(report), {"report": str(report)}) as journal:
+    header = {"report": str(report), "base_url": emulator.base_url}  # as the engine writes it
+    with Journal.open(journal_path_for(report), header) as journal:
         journal.append([
             (r.source, r.sheet, r.row, r.customer_id, r.attribute, r.value, "ok", 200, "", 1)
             for r in accepted

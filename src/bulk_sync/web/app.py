@@ -33,7 +33,7 @@ from bulk_sync.errors import BulkSyncError, UsageError
 from bulk_sync.loading.peek import peek
 from bulk_sync.models import Status
 from bulk_sync.redaction import Redactor
-from bulk_sync.report import read_report, write_report
+from bulk_sync.report import read_meta, read_report, write_report
 from bulk_sync.web.analysis import Analysis, AnalysisCache, analyse, column_letters
 from bulk_sync.web.runs import Busy, RunManager, RunRequest, load_options_for
 from bulk_sync.web.security import (
@@ -909,22 +909,16 @@ async def download(request: web.Request) -> web.StreamResponse:
 def _xlsx_from_csv(csv_path: Path, xlsx_path: Path, record: RunRecord) -> None:
     """The XLSX form of a run's report: the same lines (read back, values unescaped, and
     neutralized again by the writer) and, on the summary sheet, the facts the engine
-    writes in an XLSX report of its own (``sync --report x.xlsx``)."""
+    wrote beside the CSV (``report.csv.meta.json``): what ``sync --report x.xlsx`` puts
+    there."""
     lines = (
         (r.source, r.sheet, r.row, r.customer_id, r.attribute, r.value, r.status,
          r.http_status, r.error, r.attempts)
         for r in read_report(csv_path)
     )  # fmt: skip
-    summary = record.summary
-    facts: dict[str, object] = {
-        "written": now_text(),
-        "mode": "sync",
-        "inputs": list(summary.get("inputs", record.files)),
-        "base_url": display_url(record.base_url),
-        "requests": summary.get("requests", 0),
-        "retries": summary.get("retries", 0),
-        "stopped early": summary.get("aborted") or "no",
-        "rows": sum(record.counts.values()),
-        **{f"rows {status}": n for status, n in record.counts.items()},
-    }
+    facts = {k: v for k, v in (read_meta(csv_path) or {}).items() if k != "bulk_sync_report"}
+    if isinstance(facts.get("base_url"), str):
+        facts["base_url"] = display_url(str(facts["base_url"]))
+    if not facts:  # a report without its sidecar: what the run record knows
+        facts = {"mode": "sync", "inputs": list(record.files), "rows": sum(record.counts.values())}
     write_report(xlsx_path, lines, summary=facts)

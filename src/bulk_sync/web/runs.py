@@ -36,7 +36,8 @@ from bulk_sync.errors import BulkSyncError, ConfigError, LockedError, UsageError
 from bulk_sync.loading import LoadOptions, load_bytes
 from bulk_sync.lock import RunLock
 from bulk_sync.models import Table
-from bulk_sync.report import journal_path_for
+from bulk_sync.provenance import bytes_identity, check_resume, path_identity
+from bulk_sync.report import accepted_rows, journal_path_for
 from bulk_sync.runner import (
     check_base_url,
     release_report,
@@ -83,13 +84,18 @@ def load_options_for(f: DraftFile, settings: Settings) -> LoadOptions:
     )
 
 
-def load_draft_files(data: DataDir, files: Sequence[DraftFile], settings: Settings) -> list[Table]:
-    """Every table of the files, read as ``sync`` reads them, named as the user named them."""
+def load_draft_files(
+    data: DataDir, files: Sequence[DraftFile], settings: Settings
+) -> tuple[list[Table], list[dict[str, object]]]:
+    """Every table of the files, read as ``sync`` reads them, named as the user named them;
+    and each file's identity (name, size, SHA-256) for the report's facts."""
     tables: list[Table] = []
+    identities: list[dict[str, object]] = []
     for f in files:
-        path = data.upload_path(f)
-        tables.extend(load_bytes(path.read_bytes(), f.name, load_options_for(f, settings)))
-    return tables
+        raw = data.upload_path(f).read_bytes()
+        identities.append(bytes_identity(f.name, raw))
+        tables.extend(load_bytes(raw, f.name, load_options_for(f, settings)))
+    return tables, identities
 
 
 @dataclass
@@ -291,13 +297,17 @@ class RunManager:
                 parent_report = self.data.report_path(request.parent)
                 tables = await asyncio.to_thread(retry_tables, parent_report)
                 inputs = [parent_report.name]
+                identities = [await asyncio.to_thread(path_identity, parent_report)]
             else:
-                tables = await asyncio.to_thread(
+                tables, identities = await asyncio.to_thread(
                     load_draft_files, self.data, request.files, settings
                 )
                 inputs = [f.name for f in request.files]
                 if request.kind == "resume":
                     resume = self.data.report_path(request.parent)
+                    # as `sync --resume` checks it: made against this API?
+                    if await asyncio.to_thread(accepted_rows, resume):
+                        check_resume(resume, settings.base_url, identities, any_url=False)
             publisher.loaded(tables)
             summary = await run_tables(
                 tables,
@@ -309,6 +319,7 @@ class RunManager:
                 stop=live.stop_event,
                 on_event=publisher,
                 inputs=inputs,
+                input_files=identities,
             )
         return {"summary": summary.to_dict(), "exit_code": summary.exit_code}
 

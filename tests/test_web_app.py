@@ -354,3 +354,20 @@ async def test_an_answer_that_would_hold_the_key_is_redacted(page: Page) -> None
     assert TOKEN not in text
     assert TOKEN[:16] not in text
     assert "***.csv" in text
+
+
+async def test_numbers_shown_otherwise_than_sent_are_pointed_out(page: Page) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["customer_id", "attribute", "value"])
+    ws.append(["1", "credit_limit", 1234.5])
+    ws["C2"].number_format = "#,##0"  # shows 1,235
+    out = io.BytesIO()
+    wb.save(out)
+    status, text, _ = await page.upload("/upload", [("limits.xlsx", out.getvalue())])
+    assert status == 200
+    assert "How some numbers were read" in text
+    assert "1234.5 is shown as 1,235" in text

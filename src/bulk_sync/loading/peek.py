@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +27,12 @@ import python_calamine as calamine
 
 from bulk_sync.cells import cell_to_str
 from bulk_sync.errors import InputError
-from bulk_sync.loading.container import check_workbook_container, content_kind
+from bulk_sync.loading import encryption, xls
+from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, content_kind
 from bulk_sync.loading.delimited import _parse_sample, _sniff, _utf8_bytes
 from bulk_sync.loading.layout import column_letter, find_columns
 from bulk_sync.loading.options import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
+from bulk_sync.loading.sandbox import isolated
 from bulk_sync.loading.workbook import (
     _calamine_error,
     _is_blank,
@@ -148,9 +151,28 @@ def sample_line_count(blank: bytes) -> int:
 
 
 def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, rows: int) -> Peek:
+    """As :func:`~bulk_sync.loading.workbook.load_workbook` reads a workbook: decrypted
+    when Excel's default password locks it, the same container checks, and the reader in
+    a limited child process (a damaged file cannot take the caller down)."""
+    if data.startswith(OLE_MAGIC):
+        unlocked = encryption.unlock(data, fmt, source)
+        if unlocked is not None:
+            data = unlocked
     check_workbook_container(data, data[:4096], len(data), fmt, options, source)
+    if hasattr(os, "fork"):
+        return isolated(
+            lambda: _read_peek(data, source, fmt, options, rows), fmt, source, len(data)
+        )
+    return _read_peek(data, source, fmt, options, rows)
+
+
+def _read_peek(data: bytes, source: str, fmt: str, options: LoadOptions, rows: int) -> Peek:
     try:
-        workbook = _open_workbook(data)
+        workbook = _open_workbook(data, fmt)
+    except xls.XlsEncrypted:
+        raise InputError(encryption.PROTECTED_MESSAGE, source=source) from None
+    except InputError as exc:
+        raise InputError(exc.reason, source=source) from None
     except BaseException as exc:
         if not _is_reader_failure(exc):
             raise
@@ -166,9 +188,11 @@ def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, row
         one = options if not options.all_sheets else _first_sheet_options(options)
         name = _select_sheets(workbook, source, one)[0]
         try:
-            grid: list[list[Any]] = workbook.get_sheet_by_name(name).to_python(
-                skip_empty_area=False, nrows=_GRID_ROWS
-            )
+            sheet = workbook.get_sheet_by_name(name)
+            try:
+                grid: list[list[Any]] = sheet.to_python(skip_empty_area=False, nrows=_GRID_ROWS)
+            except TypeError:  # the XLS reader reads the whole sheet
+                grid = sheet.to_python(skip_empty_area=False)[:_GRID_ROWS]
         except BaseException as exc:
             if not _is_reader_failure(exc):
                 raise
@@ -179,7 +203,7 @@ def _peek_workbook(data: bytes, source: str, fmt: str, options: LoadOptions, row
     first = next((i for i, row in enumerate(grid) if not all(_is_blank(c) for c in row)), None)
     if first is None:
         return Peek(source, sheets, name, 0, (), (), ())
-    at = _title_rows_skipped(grid, first, options, source, name)
+    at = _title_rows_skipped(grid, first, options, source, name, lambda i: i + 1)
     if at == first and _filled(grid[first]) == 1:
         # A title above headers the options do not know yet ("Clientes 2026"): show the
         # first row below it with several cells as the header, so that a person can map

@@ -8,13 +8,14 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from bulk_sync.errors import InputError
 from bulk_sync.loading.options import GiB
-from bulk_sync.models import Table
 
 log = logging.getLogger("bulk_sync.loading")
+
+T = TypeVar("T")
 
 
 # The Rust reader aborts the whole process (no exception: "memory allocation of N bytes
@@ -30,8 +31,9 @@ _CHILD_CPU_SECONDS = 60
 _CHILD_WALL_SECONDS = 120  # the child is killed after this long, busy or not
 
 
-def isolated(work: Callable[[], list[Table]], fmt: str, source: str, size: int = 0) -> list[Table]:
-    """``work()`` run in a forked child: its tables, its InputError, or an InputError
+def isolated(work: Callable[[], T], fmt: str, source: str, size: int = 0) -> T:
+    """``work()`` run in a forked child: what it returns (tables, or any value that
+    pickles: a :class:`~bulk_sync.loading.peek.Peek`), its InputError, or an InputError
     saying the file made the reader give up. Log records of the child are re-emitted."""
     import faulthandler
     import pickle
@@ -100,8 +102,8 @@ def isolated(work: Callable[[], list[Table]], fmt: str, source: str, size: int =
         log.log(level, "%s", message)
     kind = outcome[0]
     if kind == "tables":
-        tables: list[Table] = outcome[1]
-        return tables
+        result: T = outcome[1]
+        return result
     if kind == "input":
         _, reason, src, sheet, row, column = outcome
         raise InputError(reason, source=src, sheet=sheet, row=row, column=column)

@@ -18,7 +18,7 @@ from bulk_sync.config import Settings
 from bulk_sync.errors import BulkSyncError
 from bulk_sync.loading import load_bytes
 from bulk_sync.loading.peek import Peek, peek
-from bulk_sync.models import Table
+from bulk_sync.models import CellNotice, Table
 from bulk_sync.preview import Preview, preview
 from bulk_sync.web.runs import load_options_for
 from bulk_sync.web.store import DataDir, Draft, DraftFile
@@ -46,6 +46,7 @@ class FileView:
     peek_error: str
     load_error: str
     tables: tuple[tuple[str, int], ...]  # (sheet, rows) of what was loaded
+    notices: tuple[CellNotice, ...] = ()  # cells sent otherwise than the sheet shows them
 
     @property
     def ok(self) -> bool:
@@ -117,6 +118,7 @@ def analyse(data: DataDir, draft: Draft, settings: Settings) -> Analysis:
                 peek_error,
                 load_error,
                 tuple((t.sheet, len(t)) for t in loaded),
+                tuple(n for t in loaded for n in t.notices),
             )
         )
     result: Preview | None = None

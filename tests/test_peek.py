@@ -96,3 +96,15 @@ def test_a_file_that_is_not_what_its_name_says_is_refused() -> None:
         peek(b"", "x.csv")
     with pytest.raises(InputError, match="unsupported file type"):
         peek(b"x", "x.pdf")
+
+
+def test_excel_sep_line_and_other_encodings_are_read_as_the_loader_reads_them() -> None:
+    from bulk_sync.loading import load_bytes
+
+    data = "sep=;\r\nNIF;Campo;Valor\r\n1;região;Évora\r\n".encode("cp1252")
+    p = peek(data, "x.csv")
+    assert (p.header_row, p.headers, p.delimiter) == (1, ("NIF", "Campo", "Valor"), ";")
+    assert p.sample == (("1", "região", "Évora"),)
+    mapped = LoadOptions(columns={"customer_id": "NIF", "attribute": "Campo", "value": "Valor"})
+    (table,) = load_bytes(data, "x.csv", mapped)
+    assert list(table.rows) == [p.header_row + 1]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,13 @@ from bulk_sync.cells import cell_to_str
 from bulk_sync.errors import InputError
 from bulk_sync.loading import encryption, xls
 from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, content_kind
-from bulk_sync.loading.delimited import _parse_sample, _sniff, _utf8_bytes
+from bulk_sync.loading.delimited import (
+    _EXCEL_SEP,
+    _decoded,
+    _parse_sample,
+    _sniff,
+    _utf8_start,
+)
 from bulk_sync.loading.layout import column_letter, find_columns
 from bulk_sync.loading.options import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
 from bulk_sync.loading.sandbox import isolated
@@ -109,13 +116,26 @@ def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: i
     kind = content_kind(data[:4096])
     if kind == "empty":
         raise InputError("file is empty", source=source)
-    if kind in ("zip", "ole", "gzip", "pdf"):
+    if kind in ("zip", "ole", "biff", "gzip", "pdf"):
         raise InputError("this is not a text (CSV) file", source=source)
-    raw, _ = _utf8_bytes(data[: _SAMPLE_BYTES * 2], options.encoding, source)
-    skip = len(raw) - len(raw.lstrip(b"\r\n"))
-    truncated = len(raw) - skip > _SAMPLE_BYTES or len(data) > _SAMPLE_BYTES * 2
+    head = data[: _SAMPLE_BYTES * 2]
+    start = _utf8_start(head, len(data), options.encoding)
+    if start is None:  # another encoding: decode the whole file, as the loader does
+        raw = _decoded(data, options.encoding, source).encode("utf-8", "surrogatepass")
+        head = raw[: _SAMPLE_BYTES * 2]
+        size = len(raw)
+    else:
+        head = head[start:]
+        size = len(data) - start
+    sep = _EXCEL_SEP.match(head)
+    if sep is not None:  # Excel's "sep=;" line: the delimiter, not a row
+        if options.delimiter is None:
+            options = dataclasses.replace(options, delimiter=sep.group(1).decode())
+        head = head[sep.end() :]
+    skip = len(head) - len(head.lstrip(b"\r\n"))
+    truncated = size - skip - (sep.end() if sep else 0) > _SAMPLE_BYTES
     sample = codecs.getincrementaldecoder("utf-8")("replace").decode(
-        raw[skip : skip + _SAMPLE_BYTES], final=not truncated
+        head[skip : skip + _SAMPLE_BYTES], final=not truncated
     )
     if truncated:
         cut = max(sample.rfind("\n"), sample.rfind("\r"))
@@ -131,8 +151,8 @@ def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: i
         for rec in records[header_at + 1 :]
         if any(f.strip() for f in rec)
     ][:rows]
-    # Row numbers count the blank lines skipped before the sample.
-    header_row = sniffed.header_row + sample_line_count(raw[:skip])
+    # Row numbers count the blank lines before the sample (not a "sep=" line: Excel hides it).
+    header_row = sniffed.header_row + sample_line_count(head[:skip])
     return Peek(
         source,
         (),

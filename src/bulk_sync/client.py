@@ -74,6 +74,7 @@ __all__ = [
     "AiohttpTransport",
     "AttributeMap",
     "Client",
+    "DeadlineExceeded",
     "classify",
     "customer_path",
     "encode_customer_id",
@@ -107,7 +108,15 @@ _DEFAULT_MESSAGES: Final[Mapping[int, str]] = {
     429: "rate limited",
 }
 _DELTA_SECONDS = re.compile(r"\d+(?:\.\d+)?")
-_NO_HEADERS: Final[Mapping[str, str]] = {}
+
+
+class _LowerCaseHeaders(dict[str, str]):
+    """Header names already lower-cased (built by :func:`_answer_headers`)."""
+
+    __slots__ = ()
+
+
+_NO_HEADERS: Final[Mapping[str, str]] = _LowerCaseHeaders()
 _JSON_DECODER: Final = json.JSONDecoder()
 
 
@@ -127,6 +136,11 @@ class AttributeMap(dict[str, str]):
         super().__init__(values)
         self.status = status
         self.note = note
+
+
+class DeadlineExceeded(httpx.ReadTimeout):
+    """The whole exchange, answer included, took longer than its deadline (the ``total``
+    of the request's ``timeout`` extension, for :class:`AiohttpTransport`)."""
 
 
 class _BodyError(Exception):
@@ -393,8 +407,9 @@ def _size(limit: int) -> str:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """``name`` (lower case) in ``headers``, whatever the case of its keys."""
     value = headers.get(name)  # case-insensitive for httpx.Headers / multidicts
-    if value is not None:
+    if value is not None or type(headers) in _CASELESS:
         return value
     for key, item in headers.items():
         if key.lower() == name:
@@ -491,7 +506,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._max_connections = max_connections
         self._keepalive_timeout = keepalive_timeout
         self._session: aiohttp.ClientSession | None = None
-        self._timeouts: dict[tuple[float | None, float | None, float | None], aiohttp.ClientTimeout]
+        self._timeouts: dict[tuple[float | None, ...], aiohttp.ClientTimeout]
         self._timeouts = {}
 
     def _open(self) -> aiohttp.ClientSession:
@@ -510,14 +525,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     def _timeout(self, extension: Mapping[str, float | None] | None) -> aiohttp.ClientTimeout:
+        """aiohttp's timeouts from httpx's ``connect``/``read``/``pool``, plus ``total``
+        (ours: the deadline of the whole exchange, answer included)."""
         ext = extension or {}
-        key = (ext.get("connect"), ext.get("read"), ext.get("pool"))
+        key = (ext.get("connect"), ext.get("read"), ext.get("pool"), ext.get("total"))
         found = self._timeouts.get(key)
         if found is None:
-            connect, read, pool = key
+            connect, read, pool, total = key
             total_connect = None if connect is None or pool is None else connect + pool
             found = aiohttp.ClientTimeout(
-                total=None, connect=total_connect, sock_connect=connect, sock_read=read
+                total=total, connect=total_connect, sock_connect=connect, sock_read=read
             )
             self._timeouts[key] = found
         return found
@@ -578,10 +595,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 return status, response.raw_headers, content
         except aiohttp.ConnectionTimeoutError as exc:
             raise httpx.ConnectTimeout(_text(exc, "connect timeout"), request=request) from exc
-        except aiohttp.SocketTimeoutError as exc:
+        except (aiohttp.SocketTimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.ReadTimeout(_text(exc, "read timeout"), request=request) from exc
-        except TimeoutError as exc:  # ServerTimeoutError and any other timeout
-            raise httpx.ReadTimeout(_text(exc, "timeout"), request=request) from exc
+        except TimeoutError as exc:  # aiohttp's total timeout: the deadline of the exchange
+            raise DeadlineExceeded(_text(exc, "deadline exceeded"), request=request) from exc
         except aiohttp.ClientConnectorError as exc:
             raise httpx.ConnectError(_text(exc, "connect error"), request=request) from exc
         except aiohttp.ServerDisconnectedError as exc:
@@ -654,6 +671,7 @@ class Client:
         "_fast",
         "_fast_get_headers",
         "_fast_post_headers",
+        "_fast_timeouts",
         "_get_headers",
         "_max_body",
         "_owns_transport",
@@ -710,6 +728,9 @@ class Client:
                 "pool": timeout,
             }
         }
+        # Our own transport enforces the deadline itself (aiohttp's total timeout: one
+        # timer it arms anyway); any other transport runs under asyncio.timeout.
+        self._fast_timeouts = {**self._extensions["timeout"], "total": timeout}
         https = self.base_url.startswith("https:")
         if isinstance(transport, httpx.AsyncBaseTransport):
             self._transport: httpx.AsyncBaseTransport = transport
@@ -799,20 +820,20 @@ class Client:
         error: ApiError
         headers: Mapping[str, str]
         try:
-            async with asyncio.timeout(self._deadline):
-                fast = self._fast
-                if fast is not None:
-                    status, raw_headers, content = await fast.exchange(
-                        method,
-                        yarl.URL(url, encoded=True),
-                        self._fast_post_headers if body is not None else self._fast_get_headers,
-                        body,
-                        self._extensions["timeout"],
-                    )
-                    headers = _answer_headers(raw_headers)
-                else:
+            fast = self._fast
+            if fast is not None:
+                status, raw_headers, content = await fast.exchange(
+                    method,
+                    yarl.URL(url, encoded=True),
+                    self._fast_post_headers if body is not None else self._fast_get_headers,
+                    body,
+                    self._fast_timeouts,
+                )
+                headers = _answer_headers(raw_headers)
+            else:
+                async with asyncio.timeout(self._deadline):
                     status, headers, content = await self._through_seam(method, url, body)
-        except TimeoutError:
+        except (TimeoutError, DeadlineExceeded):
             error = TransportError(
                 "timed out waiting for the response: no complete answer within "
                 f"{self._deadline:g} s (the time allowed for one attempt, --timeout)",
@@ -933,12 +954,15 @@ _WANTED_HEADERS: Final = frozenset(
 def _answer_headers(raw: Any) -> Mapping[str, str]:
     """The few headers :func:`classify` reads, from aiohttp's raw ``(name, value)`` bytes
     (cheaper than a full header object on every request)."""
-    found: dict[str, str] = {}
+    found = _LowerCaseHeaders()
     for name, value in raw:
         lowered = name.lower()
         if lowered in _WANTED_HEADERS:
             found[lowered.decode("latin-1")] = value.decode("latin-1")
     return found or _NO_HEADERS
+
+
+_CASELESS: Final = (_LowerCaseHeaders, httpx.Headers)
 
 
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/*)[^/?#]*@")

@@ -24,6 +24,7 @@ from bulk_sync.errors import ConfigError, InputError, UsageError
 from bulk_sync.inbox import (
     DEFAULT_MIN_AGE,
     LOCK_NAME,
+    InboxFile,
     min_age_from_env,
     process_inbox,
     report_path_for,
@@ -65,10 +66,10 @@ class FakeRunner:
         self.plan = plan or {}
         self.calls: list[tuple[str, Path]] = []
 
-    def __call__(self, path: Path, report: Path) -> Summary:
-        assert path.exists()
-        self.calls.append((path.name, report))
-        outcome = self.plan.get(path.name, 0)
+    def __call__(self, file: InboxFile, report: Path) -> Summary:
+        assert file.data == file.path.read_bytes()  # read once, through the descriptor
+        self.calls.append((file.name, report))
+        outcome = self.plan.get(file.name, 0)
         if isinstance(outcome, Exception):
             raise outcome
         report.write_text("report\n")

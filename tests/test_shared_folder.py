@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -293,3 +296,215 @@ def test_reports_are_written_through_their_open_file_never_reopened_by_name(
     assert opened == []
     assert report_lines(tmp_path / "r.csv")[0]["value"] == "v"
     assert [r.value for r in read_report(tmp_path / "r.xlsx")] == ["v"]
+
+
+# -- 11.2: a file of the inbox swapped for a link while an earlier one is processed -------------
+
+
+def _slow_then_swap(
+    server: EmulatorThread, swap: Callable[[], None], *, after_requests: int = 1
+) -> threading.Thread:
+    """A thread that performs ``swap`` once the server has seen its first request(s)."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 20
+        while server.state.requests_total < after_requests and time.monotonic() < deadline:
+            time.sleep(0.005)
+        swap()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_inbox_file_swapped_for_a_symlink_mid_run_is_never_read_through_it(
+    tmp_path: Path,
+    api_token: str,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    server = emulator_thread(latency=0.3)
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    secret = tmp_path / "etc" / "bulk-sync.env"  # what a systemd unit reads the key from
+    secret.parent.mkdir()
+    secret.write_text(f"IC_API_TOKEN={api_token}\n")
+    a = write_csv(inbox / "a.csv", [("C1", "plan", "gold")])
+    b = write_csv(inbox / "b.csv", [("C2", "plan", "silver")])
+    os.utime(a, (time.time() - 60,) * 2)  # a first, then b
+    os.utime(b, (time.time() - 30,) * 2)
+
+    def swap() -> None:
+        b.unlink()
+        b.symlink_to(secret)
+
+    thread = _slow_then_swap(server, swap)
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "sync", "--inbox", str(inbox), "--archive", str(archive), "--base-url", server.base_url,
+        "--summary-json", str(summary),
+    )  # fmt: skip
+    thread.join()
+    assert result.exit_code == 2, result.output
+    assert "symbolic link" in result.stderr
+    assert server.state.customers == {"C1": {"plan": "gold"}}  # only a.csv was sent
+    assert b.is_symlink()  # left alone, not moved
+    assert secret.read_text() == f"IC_API_TOKEN={api_token}\n"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_symlink() and p != secret]
+    for path in written:
+        assert api_token[:16] not in path.read_text(errors="replace"), path
+    assert api_token[:16] not in result.output
+    outcomes = {f["source"]: f["outcome"] for f in json.loads(summary.read_text())["files"]}
+    assert outcomes == {"a.csv": "done", "b.csv": "failed"}
+
+
+def test_the_file_archived_is_the_very_file_that_was_read(tmp_path: Path) -> None:
+    from bulk_sync.inbox import InboxFile, process_inbox
+    from bulk_sync.runner import Summary
+
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    for k, name in enumerate(("a.csv", "b.csv", "c.csv")):
+        (inbox / name).write_text(f"customer_id,attribute,value\nC{k},x,original {name}\n")
+        os.utime(inbox / name, (1_000 + k,) * 2)
+    seen: dict[str, bytes] = {}
+
+    def run_file(file: InboxFile, report: Path) -> Summary:
+        seen[file.name] = file.data
+        if file.name == "a.csv":
+            # while a.csv is processed: a.csv is replaced by another file, b.csv by a pipe
+            new = inbox / "a.new"
+            new.write_text("customer_id,attribute,value\nC9,x,replacement\n")
+            os.replace(new, inbox / "a.csv")
+            (inbox / "b.csv").unlink()
+            os.mkfifo(inbox / "b.csv")
+        report.write_text("report\n")
+        counts = {s: 0 for s in ("ok", "skipped", "valid", "invalid", "failed", "not_sent")}
+        return Summary(counts, 1, 1, 1, 0, 0.1, report, 0, False)
+
+    result = process_inbox(inbox, archive, run_file, min_age=0, clock=lambda: 2_000_000_000.0)
+    assert sorted(seen) == ["a.csv", "c.csv"]  # b.csv, a pipe by then, was not read
+    assert (archive / "a.csv").read_text().endswith("original a.csv\n")  # what was read
+    assert (inbox / "a.csv").read_text().endswith("replacement\n")  # the newcomer waits
+    assert (archive / "c.csv").read_text().endswith("original c.csv\n")
+    assert not (inbox / "c.csv").exists()
+    assert stat.S_ISFIFO(os.lstat(inbox / "b.csv").st_mode)  # left alone
+    assert [(f.source.name, f.outcome) for f in result.files] == [
+        ("a.csv", "done"),
+        ("b.csv", "failed"),
+        ("c.csv", "done"),
+    ]
+    assert "no longer a plain file" in result.files[1].error
+
+
+def test_an_error_file_never_quotes_the_files_cells_and_keeps_its_mode(
+    tmp_path: Path, api_token: str, run_cli: Callable[..., Result]
+) -> None:
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    bad = inbox / "b.csv"
+    bad.write_text(f"IC_API_TOKEN={api_token}\nsecond line\n")  # no usable header
+    bad.chmod(0o600)
+    os.utime(bad, (time.time() - 60,) * 2)
+    result = run_cli("sync", "--inbox", str(inbox), "--archive", str(archive), "--dry-run")
+    assert result.exit_code == 2  # a dry run leaves it in place
+    result = run_cli(
+        "sync", "--inbox", str(inbox), "--archive", str(archive), "--base-url",
+        "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    error = archive / "failed" / "b.csv.error.txt"
+    text = error.read_text()
+    assert "missing column" in text
+    assert "'customer_id'" in text
+    assert "'…'" in text  # the header found is not repeated
+    assert api_token[:16] not in text
+    assert stat.S_IMODE(error.stat().st_mode) == 0o600  # as readable as the file itself
+    assert (archive / "failed" / "b.csv").read_text().startswith("IC_API_TOKEN=")
+
+
+# -- 11.5: file names that cannot be used as they are ------------------------------------------
+
+
+def test_bad_names_are_set_aside_under_a_safe_name_and_the_inbox_goes_on(
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    server = emulator_thread()
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    names = {
+        b"a" * 216 + b".csv": "too long",
+        b"caf\xe9.csv": "not valid UTF-8",
+        b"\x1b[31mred\x1b[0m.csv": "control characters",
+        b"line\nbreak.csv": "control characters",
+        b"\xe2\x80\xaefdp.csv": "control characters",  # right-to-left override
+    }
+    for k, raw in enumerate(names):
+        path = os.path.join(os.fsencode(inbox), raw)
+        with open(path, "wb") as f:
+            f.write(f"customer_id,attribute,value\nB{k},x,y\n".encode())
+        os.utime(path, (time.time() - 100 + k,) * 2)
+    write_csv(inbox / "good.csv", [("C1", "plan", "gold")])
+    os.utime(inbox / "good.csv", (time.time() - 50,) * 2)
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "sync", "--inbox", str(inbox), "--archive", str(archive), "--base-url", server.base_url,
+        "--summary-json", str(summary),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert server.state.customers == {"C1": {"plan": "gold"}}  # the rest went on
+    assert os.listdir(inbox) == []
+    failed = sorted(os.listdir(os.fsencode(archive / "failed")))
+    errors = [n for n in failed if n.endswith(b".error.txt")]
+    assert len(errors) == len(names) == len(failed) - len(errors)
+    for n in failed:
+        assert re.fullmatch(rb"[A-Za-z0-9._-]+", n), n  # safe names only
+    texts = "\n".join((archive / "failed" / os.fsdecode(n)).read_text() for n in errors)
+    for why in names.values():
+        assert why in texts
+    assert "caf\\xe9.csv" in texts
+    assert "\\x1b[31mred\\x1b[0m.csv" in texts
+    assert "line\\nbreak.csv" in texts
+    # logs: escaped, nothing that repaints a terminal or forges a line
+    assert "\x1b" not in result.stderr
+    assert "\u202e" not in result.stderr
+    assert "\\x1b[31mred" in result.stderr
+    assert not any(line.startswith("break.csv") for line in result.stderr.splitlines())
+    doc = json.loads(summary.read_text(encoding="utf-8"))  # valid UTF-8 JSON
+    sources = {f["source"]: f["outcome"] for f in doc["files"]}
+    assert sources["caf\\xe9.csv"] == "failed"
+    assert sources["good.csv"] == "done"
+
+
+def test_a_non_utf8_input_name_with_state_and_summary_json_works(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread()
+    name = os.fsdecode(b"clientes-\xe9t\xe9.csv")  # Latin-1 bytes from an old system
+    src = write_csv(tmp_path / name, [("C1", "plan", "gold")])
+    summary = tmp_path / "summary.json"
+    result = run_cli(
+        "sync", str(src), "--report", str(tmp_path / "r.csv"), "--base-url", server.base_url,
+        "--state", str(tmp_path / "state.db"), "--summary-json", str(summary),
+        "--log-format", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert server.state.customers == {"C1": {"plan": "gold"}}
+    doc = json.loads(summary.read_bytes().decode("utf-8"))
+    assert doc["inputs"] == [str(tmp_path / "clientes-\\xe9t\\xe9.csv")]
+    for line in result.stderr.splitlines():  # every JSON log line is valid UTF-8 JSON
+        json.loads(line.encode("utf-8", "strict"))
+
+
+def test_the_lock_holder_record_survives_a_non_utf8_argument(tmp_path: Path) -> None:
+    from bulk_sync.lock import read_holder
+
+    lock = tmp_path / "run.lock"
+    with RunLock(lock, command=["bulk-sync", "sync", os.fsdecode(b"caf\xe9.csv")]):
+        assert read_holder(lock)["command"] == ["bulk-sync", "sync", "caf\\xe9.csv"]

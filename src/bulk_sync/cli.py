@@ -36,6 +36,7 @@ from bulk_sync.events import (
     Progress,
     unavailable_text,
 )
+from bulk_sync.files import show_path
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
 from bulk_sync.provenance import path_identity
 from bulk_sync.report import JOURNAL_SUFFIX
@@ -426,7 +427,7 @@ def _fail(message: str, opts: dict[str, Any] | None = None) -> NoReturn:
         }
         click.echo(json.dumps(doc, ensure_ascii=False), err=True)
     else:
-        click.echo(f"bulk-sync: error: {message}", err=True)
+        click.echo(f"bulk-sync: error: {show_path(message)}", err=True)
     sys.exit(EXIT_UNUSABLE)
 
 
@@ -445,7 +446,7 @@ def _guard(settings: Settings, job: Callable[[], int]) -> int:
         if settings.log_format == "json":  # stderr stays one JSON object a line
             log.error(text, extra={"event": "error", "exit_code": code})
         else:
-            click.echo(f"bulk-sync: {text}", err=True)
+            click.echo(f"bulk-sync: {show_path(text)}", err=True)
         return code
 
     try:
@@ -715,7 +716,7 @@ def format_summary(s: Summary) -> str:
     if s.aborted:
         lines.append(f"Aborted: {s.aborted}; rows not accepted are marked not_sent.")
     lines.append(f"Report: {s.report}")
-    return "\n".join(lines)
+    return "\n".join(show_path(line) for line in lines)
 
 
 def main() -> None:

@@ -32,24 +32,48 @@ monitoring that the job ran.
 
 A run always holds ``<archive>/.bulk-sync.lock`` (besides the lock of ``--state`` or
 ``--lock``), so two runs never take the same files.
+
+The inbox is a folder others write to, so nothing in it is trusted:
+
+- each file is opened once, with ``O_NOFOLLOW``, and must be a plain file with one link
+  (``fstat`` on the open descriptor): a file swapped for a symbolic link (or a pipe) after
+  the inbox was listed is left alone and nothing is read through it. Its bytes are read
+  from that descriptor and loaded from memory (workbooks included), and the file moved to
+  the archive is the very one that was read (a hard link made through the descriptor,
+  else a copy of the bytes read; the inbox name is removed only if it still names that
+  file);
+- a file whose name cannot be used safely (not UTF-8, control characters such as an ANSI
+  escape or a line break, too long for the names derived from it) is set aside in
+  ``failed/`` under a safe name (``<cleaned stem>-<hash><suffix>``) with an
+  ``.error.txt`` saying why and what the name was (escaped); the rest of the inbox goes on;
+- an ``.error.txt`` never repeats the file's cells (a header quoted in a message is shown
+  as ``'…'``: the file may not be what it claims), and gets the file's own mode bits;
+- names are escaped wherever they are shown (``\\xNN`` for bytes that are not UTF-8,
+  ``\\x1b`` for control characters).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import hashlib
 import logging
 import os
+import re
 import shutil
+import stat
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bulk_sync.errors import BulkSyncError, ConfigError, UsageError
-from bulk_sync.loading import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS
+from bulk_sync.errors import BulkSyncError, ConfigError, InputError, UsageError
+from bulk_sync.files import safe_text, show_path
+from bulk_sync.loading import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
 from bulk_sync.lock import RunLock
 
 if TYPE_CHECKING:
@@ -67,9 +91,30 @@ LOCK_NAME = ".bulk-sync.lock"
 
 EXIT_OK, EXIT_ROWS, EXIT_UNUSABLE, EXIT_ABORTED = 0, 1, 2, 3
 
-RunFile = Callable[[Path, Path], "Summary"]
-"""Sync one inbox file, writing its report at the second path; raises UsageError when
-the file cannot be used."""
+# Room kept for what is added to a file's name: the time, -N, ".dry-run.report.xlsx",
+# ".full.csv", ".meta.json", ".journal.jsonl" and a temporary file's ".PID.HEX.tmp".
+NAME_ROOM = 100
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file of the inbox as it was read: once, through ``fd`` opened with ``O_NOFOLLOW``."""
+
+    path: Path  # where it is in the inbox
+    data: bytes  # its content, read from ``fd``
+    fd: int  # still open: the file is archived through it
+    info: os.stat_result  # fstat of ``fd``
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+RunFile = Callable[[InboxFile, Path], "Summary"]
+"""Sync one inbox file (its bytes), writing its report at the given path; raises
+UsageError when the file cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -86,12 +131,12 @@ class FileOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source.name,
+            "source": safe_text(self.source.name),
             "outcome": self.outcome,
             "exit_code": self.exit_code,
             "report": str(self.report) if self.report else None,
-            "archived_as": str(self.archived_as) if self.archived_as else None,
-            "error": self.error or None,
+            "archived_as": safe_text(str(self.archived_as)) if self.archived_as else None,
+            "error": safe_text(self.error) or None,
         }
 
 
@@ -124,19 +169,70 @@ def min_age_from_env(environ: Mapping[str, str] | None = None) -> float:
     return value
 
 
-def scan_inbox(inbox: Path, *, min_age: float, now: float) -> tuple[list[Path], list[Path]]:
-    """The files to process, oldest first, and those too recently modified to take yet."""
+def name_problem(name: str, limit: int) -> str:
+    """Why ``name`` cannot be used as it is ("" when it can): not UTF-8, control
+    characters, or more than ``limit`` bytes."""
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        return "its name is not valid UTF-8"
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI for c in name):
+        return "its name holds control characters (an escape sequence, a line break...)"
+    size = len(os.fsencode(name))
+    if size > limit:
+        return (
+            f"its name is too long ({size} bytes; at most {limit}, to leave room for the "
+            "names of its report and archive copy)"
+        )
+    return ""
+
+
+def safe_name(name: str) -> str:
+    """A name to set ``name`` aside under: its letters, digits and ``._-`` (at most 60),
+    a hash of the whole name (so that two never clash) and its suffix."""
+    raw = os.fsencode(name)
+    digest = hashlib.sha256(raw).hexdigest()[:10]
+    suffix = Path(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        suffix = ""
+    stem = name[: len(name) - len(suffix)] if suffix else name
+    clean = _UNSAFE_NAME_CHARS.sub("_", stem.encode("ascii", "replace").decode("ascii"))
+    clean = clean.strip("._") or "file"
+    return f"{clean[:60]}-{digest}{suffix}"
+
+
+def name_limit(folder: Path) -> int:
+    """The longest inbox name (bytes) whose derived names all fit in ``folder``."""
+    try:
+        name_max = int(os.pathconf(folder, "PC_NAME_MAX"))
+    except (OSError, ValueError):
+        name_max = 255
+    return max(32, min(name_max, 255) - NAME_ROOM)
+
+
+def scan_inbox(
+    inbox: Path, *, min_age: float, now: float, limit: int = 255 - NAME_ROOM
+) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """The files to process, oldest first; those too recently modified to take yet; and
+    those whose name cannot be used (with the reason), to set aside."""
     ready: list[tuple[float, str, Path]] = []
     waiting: list[Path] = []
+    bad: list[tuple[Path, str]] = []
     with os.scandir(inbox) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            if name.startswith("."):
+                continue
+            if entry.is_symlink():
+                log.info(
+                    "inbox: ignoring %s: a symbolic link (only plain files are taken)",
+                    show_path(name),
+                )
+                continue
+            if not entry.is_file(follow_symlinks=False):
                 continue
             if Path(name).suffix.lower() not in SUPPORTED_SUFFIXES:
                 log.info(
                     "inbox: ignoring %s: not a supported file type (%s)",
-                    name,
+                    show_path(name),
                     " ".join(SUPPORTED_SUFFIXES),
                 )
                 continue
@@ -146,11 +242,16 @@ def scan_inbox(inbox: Path, *, min_age: float, now: float) -> tuple[list[Path], 
                 continue
             if now - mtime < min_age:
                 waiting.append(Path(entry.path))
+                continue
+            problem = name_problem(name, limit)
+            if problem:
+                bad.append((Path(entry.path), problem))
             else:
                 ready.append((mtime, name, Path(entry.path)))
     ready.sort(key=lambda t: (t[0], t[1]))
     waiting.sort()
-    return [p for _, _, p in ready], waiting
+    bad.sort()
+    return [p for _, _, p in ready], waiting, bad
 
 
 # -- naming -----------------------------------------------------------------------------
@@ -192,17 +293,112 @@ def free_name(folder: Path, name: str, stamp: str) -> Path:
         n += 1
 
 
-def _move(source: Path, folder: Path, stamp: str) -> Path:
-    dest = free_name(folder, source.name, stamp)
+def _move(source: Path, folder: Path, stamp: str, name: str | None = None) -> Path:
+    """Move the directory entry ``source`` (not what it may point to) into ``folder``."""
+    dest = free_name(folder, name or source.name, stamp)
     try:
         folder.mkdir(exist_ok=True)
         shutil.move(source, dest)
     except OSError as exc:
         raise BulkSyncError(
-            f"inbox: cannot move {source} to {dest}: {exc.strerror or exc}; "
-            "the file stays in the inbox and the next run takes it again"
+            f"inbox: cannot move {show_path(source)} to {show_path(dest)}: "
+            f"{exc.strerror or exc}; the file stays in the inbox and the next run takes it again"
         ) from None
     return dest
+
+
+class NotAPlainFile(Exception):
+    """An inbox entry that is no longer a plain file (swapped for a link, a pipe...)."""
+
+
+def read_inbox_file(path: Path, max_bytes: int) -> InboxFile:
+    """Open ``path`` with ``O_NOFOLLOW``, check the descriptor is a plain file with one
+    link, and read it (at most ``max_bytes + 1`` bytes: the loader refuses more).
+    The caller closes ``fd``. Raises :class:`NotAPlainFile`."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotAPlainFile("it is now a symbolic link") from None
+        raise NotAPlainFile(f"it cannot be opened: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAPlainFile("it is no longer a plain file")
+        if info.st_nlink > 1:
+            raise NotAPlainFile(
+                f"it has {info.st_nlink} hard links (it may be another file in disguise)"
+            )
+        os.set_blocking(fd, True)
+        chunks = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 24))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return InboxFile(path, b"".join(chunks), fd, info)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _archive_read_file(file: InboxFile, folder: Path, stamp: str) -> Path:
+    """Put the very file that was read into ``folder``: a hard link made through its
+    descriptor, else a new file holding the bytes read; then remove its inbox name if
+    that still names the same file."""
+    dest = free_name(folder, file.name, stamp)
+    try:
+        folder.mkdir(exist_ok=True)
+        try:
+            os.link(f"/proc/self/fd/{file.fd}", dest)
+        except OSError:  # no /proc, another file system, protected_hardlinks...
+            _write_new(dest, file.data, stat.S_IMODE(file.info.st_mode))
+            os.utime(dest, ns=(file.info.st_atime_ns, file.info.st_mtime_ns))
+    except OSError as exc:
+        raise BulkSyncError(
+            f"inbox: cannot move {show_path(file.path)} to {show_path(dest)}: "
+            f"{exc.strerror or exc}; the file stays in the inbox and the next run takes it again"
+        ) from None
+    try:
+        now = os.lstat(file.path)
+        if (now.st_dev, now.st_ino) == (file.info.st_dev, file.info.st_ino):
+            os.unlink(file.path)
+        else:
+            log.warning(
+                "inbox: %s was replaced while it was processed; the file that was read is "
+                "in the archive, the new one stays in the inbox",
+                show_path(file.name),
+            )
+    except FileNotFoundError:
+        pass
+    return dest
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` (never through a link, never over a file) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+
+
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" + r'|"(?:[^"\\\n]|\\.)*"')
+
+
+def error_text(exc: UsageError) -> str:
+    """The message of ``exc`` for an ``.error.txt``: cells of the file (a header a
+    message quotes) become ``'…'``; the needed column names and the sheet stay."""
+    keep = {"'customer_id'", "'attribute'", "'value'"}
+    sheet = exc.sheet if isinstance(exc, InputError) else ""
+    if sheet:
+        keep.add(repr(sheet))
+    return _QUOTED.sub(lambda m: m.group() if m.group() in keep else "'…'", str(exc))
 
 
 # -- the loop ---------------------------------------------------------------------------
@@ -216,93 +412,157 @@ def process_inbox(
     dry_run: bool = False,
     min_age: float = DEFAULT_MIN_AGE,
     clock: Callable[[], float] = time.time,
+    max_bytes: int | None = None,
 ) -> InboxResult:
     """Process the files waiting in ``inbox`` (see the module's documentation).
 
-    ``run_file(path, report)`` syncs one file; a :class:`UsageError` from it sends the
-    file to ``failed/``. Other exceptions propagate, leaving the file in the inbox.
+    ``run_file(file, report)`` syncs one file from the bytes read; a :class:`UsageError`
+    from it sends the file to ``failed/``. Other exceptions propagate, leaving the file
+    in the inbox. ``max_bytes`` (default: the loader's limit) bounds what is read.
     """
     started = clock()
-    ready, waiting = scan_inbox(inbox, min_age=min_age, now=started)
+    limit = max_bytes if max_bytes is not None else LoadOptions().max_file_bytes
+    ready, waiting, bad = scan_inbox(inbox, min_age=min_age, now=started, limit=name_limit(archive))
     for path in waiting:
         log.info(
             "inbox: %s was modified less than %gs ago (it may still be being written); "
             "leaving it for the next run",
-            path.name,
+            show_path(path.name),
             min_age,
-            extra={"event": "inbox_waiting", "file": path.name},
+            extra={"event": "inbox_waiting", "file": safe_text(path.name)},
         )
+    outcomes: list[FileOutcome] = [
+        _set_aside(path, reason, archive, dry_run=dry_run, now=clock()) for path, reason in bad
+    ]
     if not ready:
         log.info(
             "inbox empty: no file in %s to process",
-            inbox,
+            show_path(inbox),
             extra={"event": "inbox_empty", "waiting": len(waiting)},
         )
-        return InboxResult((), tuple(waiting), clock() - started)
+        return InboxResult(tuple(outcomes), tuple(waiting), clock() - started)
     log.info(
         "inbox: %d file(s) to process, oldest first: %s",
         len(ready),
-        ", ".join(p.name for p in ready),
-        extra={"event": "inbox_start", "files": [p.name for p in ready]},
+        ", ".join(show_path(p.name) for p in ready),
+        extra={"event": "inbox_start", "files": [safe_text(p.name) for p in ready]},
     )
-    outcomes: list[FileOutcome] = []
-    for path in ready:
-        if not path.exists():
-            log.warning("inbox: %s disappeared before it was processed; skipping it", path.name)
+    for k, path in enumerate(ready):
+        try:
+            file = read_inbox_file(path, limit)
+        except NotAPlainFile as exc:
+            if not os.path.lexists(path):
+                log.warning(
+                    "inbox: %s disappeared before it was processed; skipping it",
+                    show_path(path.name),
+                )
+                continue
+            message = f"{show_path(path.name)}: {exc}; left alone, nothing was read from it"
+            log.error(message, extra={"event": "inbox_failed", "file": safe_text(path.name)})
+            outcomes.append(FileOutcome(path, "failed", EXIT_UNUSABLE, error=message))
             continue
-        outcome = _process_one(path, archive, run_file, dry_run=dry_run, now=clock())
+        try:
+            outcome = _process_one(file, archive, run_file, dry_run=dry_run, now=clock())
+        finally:
+            os.close(file.fd)
         outcomes.append(outcome)
         if outcome.outcome == "stopped":
-            left = len(ready) - len(outcomes)
+            left = len(ready) - k - 1
             log.warning(
                 "inbox: run aborted while processing %s; it stays in the inbox (and %d "
                 "file(s) after it) for the next run, which sends its rows again "
                 "(with --state, only those not yet recorded)",
-                path.name,
+                show_path(path.name),
                 left,
-                extra={"event": "inbox_stopped", "file": path.name, "left": left},
+                extra={"event": "inbox_stopped", "file": safe_text(path.name), "left": left},
             )
             break
     return InboxResult(tuple(outcomes), tuple(waiting), clock() - started)
 
 
+def _set_aside(path: Path, reason: str, archive: Path, *, dry_run: bool, now: float) -> FileOutcome:
+    """A file whose name cannot be used: into ``failed/`` under a safe name, with why."""
+    shown = show_path(path.name)
+    if dry_run:
+        log.error(
+            "inbox: %s cannot be used: %s (dry run: left in the inbox)",
+            shown,
+            reason,
+            extra={"event": "inbox_failed", "file": safe_text(path.name)},
+        )
+        return FileOutcome(path, "failed", EXIT_UNUSABLE, error=f"{shown}: {reason}")
+    stamp = _stamp(now)
+    try:
+        mode = stat.S_IMODE(os.lstat(path).st_mode) & 0o666
+    except OSError:
+        mode = 0o600
+    dest = _move(path, archive / FAILED_FOLDER, stamp, name=safe_name(path.name))
+    _write_error_file(
+        dest,
+        f"A file dropped into the inbox could not be used because of its name; nothing was "
+        f"sent and nothing was read from it.\n\nIts name was: {shown}\n"
+        f"(bytes that are not UTF-8 are shown as \\xNN, control characters as escapes)\n\n"
+        f"Why: {reason}.\n\nIt was set aside as {dest.name}. Give it a plain name (UTF-8, "
+        "no control characters, not too long) and drop it into the inbox again.\n",
+        mode,
+    )
+    log.error(
+        "inbox: %s cannot be used: %s; set aside as %s",
+        shown,
+        reason,
+        show_path(dest),
+        extra={"event": "inbox_failed", "file": safe_text(path.name), "moved_to": str(dest)},
+    )
+    return FileOutcome(path, "failed", EXIT_UNUSABLE, archived_as=dest, error=f"{shown}: {reason}")
+
+
+def _write_error_file(archived: Path, text: str, mode: int) -> None:
+    """``<archived>.error.txt``, new (never over a file or through a link), ``mode``."""
+    error_file = free_name(archived.parent, archived.name + ".error.txt", "")
+    try:
+        _write_new(error_file, text.encode("utf-8", "backslashreplace"), mode)
+    except OSError as exc:
+        log.warning("inbox: cannot write %s: %s", show_path(error_file), exc.strerror or exc)
+
+
 def _process_one(
-    path: Path, archive: Path, run_file: RunFile, *, dry_run: bool, now: float
+    file: InboxFile, archive: Path, run_file: RunFile, *, dry_run: bool, now: float
 ) -> FileOutcome:
+    path = file.path
     stamp = _stamp(now)
     report = report_path_for(archive, path, stamp, dry_run=dry_run)
     log.info(
         "inbox: processing %s (report %s)",
-        path.name,
-        report,
-        extra={"event": "inbox_file", "file": path.name, "report": str(report)},
+        show_path(path.name),
+        show_path(report),
+        extra={"event": "inbox_file", "file": safe_text(path.name), "report": str(report)},
     )
     try:
-        summary = run_file(path, report)
+        summary = run_file(file, report)
     except UsageError as exc:
         message = str(exc)
         if dry_run:
             log.error(
                 "inbox: %s cannot be used: %s (dry run: left in the inbox)",
-                path.name,
+                show_path(path.name),
                 message,
-                extra={"event": "inbox_failed", "file": path.name},
+                extra={"event": "inbox_failed", "file": safe_text(path.name)},
             )
             return FileOutcome(path, "failed", EXIT_UNUSABLE, error=message)
-        failed = archive / FAILED_FOLDER
-        dest = _move(path, failed, stamp)
-        error_file = dest.with_name(dest.name + ".error.txt")
-        error_file.write_text(
-            f"{path.name} could not be used; nothing was sent.\n\n{message}\n\n"
-            f"Fix the file and drop it into the inbox again.\n",
-            encoding="utf-8",
+        dest = _archive_read_file(file, archive / FAILED_FOLDER, stamp)
+        _write_error_file(
+            dest,
+            f"{show_path(path.name)} could not be used; nothing was sent.\n\n{error_text(exc)}"
+            "\n\n(The file's own cells are not repeated here: a header or value a message "
+            "quotes is shown as '…'.)\n\nFix the file and drop it into the inbox again.\n",
+            stat.S_IMODE(file.info.st_mode) & 0o666,
         )
         log.error(
             "inbox: %s cannot be used: %s; moved to %s",
-            path.name,
+            show_path(path.name),
             message,
-            dest,
-            extra={"event": "inbox_failed", "file": path.name, "moved_to": str(dest)},
+            show_path(dest),
+            extra={"event": "inbox_failed", "file": safe_text(path.name), "moved_to": str(dest)},
         )
         return FileOutcome(path, "failed", EXIT_UNUSABLE, archived_as=dest, error=message)
     code = summary.exit_code
@@ -312,13 +572,18 @@ def _process_one(
         )
     if dry_run:
         return FileOutcome(path, "dry_run", code, report=report, summary=summary)
-    dest = _move(path, archive, stamp)
+    dest = _archive_read_file(file, archive, stamp)
     log.info(
         "inbox: %s done (exit code %d); moved to %s",
-        path.name,
+        show_path(path.name),
         code,
-        dest,
-        extra={"event": "inbox_done", "file": path.name, "exit_code": code, "moved_to": str(dest)},
+        show_path(dest),
+        extra={
+            "event": "inbox_done",
+            "file": safe_text(path.name),
+            "exit_code": code,
+            "moved_to": str(dest),
+        },
     )
     return FileOutcome(path, "done", code, report=report, archived_as=dest, summary=summary)
 
@@ -354,7 +619,7 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
     yielding the state store or ``None``), ``run_async(make, settings, opts)`` and
     ``finish(summary, settings, quiet)``.
     """
-    from bulk_sync.runner import Shard, check_base_url, sync_async
+    from bulk_sync.runner import InputBytes, Shard, check_base_url, sync_async
 
     inbox, archive = _folders(opts)
     min_age = opts.get("inbox_min_age")
@@ -389,10 +654,10 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
             stack.enter_context(RunLock(archive_lock))
         state = stack.enter_context(hooks["lock_and_state"](settings, opts))
 
-        def run_file(path: Path, report: Path) -> Summary:
+        def run_file(file: InboxFile, report: Path) -> Summary:
             summary: Summary = hooks["run_async"](
                 lambda stop, on_event: sync_async(
-                    [path],
+                    [InputBytes(str(file.path), file.data)],
                     settings,
                     report=report,
                     dry_run=dry_run,

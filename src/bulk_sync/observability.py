@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
-from bulk_sync.files import atomic_write, safe_text
+from bulk_sync.files import atomic_write, safe_text, show_path
 from bulk_sync.models import Status
 from bulk_sync.redaction import Redactor as TextRedactor
 from bulk_sync.runner import Summary
@@ -63,7 +63,8 @@ class JsonFormatter(logging.Formatter):
                 doc[key] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, ensure_ascii=False, default=str)
+        # A file name that is not UTF-8 becomes \\xNN: the line stays valid UTF-8 JSON.
+        return json.dumps(_safe_strings(doc), ensure_ascii=False, default=str)
 
 
 class _RedactedLines(logging.Formatter):
@@ -79,9 +80,18 @@ class _RedactedLines(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
+    """``<UTC time> <LEVEL> <message>``, one line a record: control characters in the
+    message (an ANSI escape or a line break in a file name or a server's text) are shown
+    as escapes, so nothing can repaint the terminal or forge a log line. (A traceback,
+    only with ``BULK_SYNC_DEBUG``, follows on lines of its own.)"""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
         self.converter = time.gmtime
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = show_path(record.message)
+        return super().formatMessage(record)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -43,9 +43,9 @@ from bulk_sync.files import lexists
 from bulk_sync.flow import Breaker
 from bulk_sync.grouping import Maps, across_ids, group, split
 from bulk_sync.ledger import Ledger
-from bulk_sync.loading import LoadOptions, load
+from bulk_sync.loading import LoadOptions, load, load_bytes
 from bulk_sync.models import Pair, Problem, Rows, Status, Table
-from bulk_sync.provenance import INPUT_FILES, check_resume, path_identity
+from bulk_sync.provenance import INPUT_FILES, bytes_identity, check_resume, path_identity
 from bulk_sync.redaction import Redactor
 from bulk_sync.report import (
     Journal,
@@ -76,6 +76,19 @@ PROGRESS_TICK = 1.0  # seconds: a Progress event at least this often while sendi
 SKIP_RESUMED = "already sent (resume)"
 SKIP_UNCHANGED = "already synced; unchanged since the last run (state)"
 NOT_SENT_YET = "not sent: the run stopped before this row was sent"
+
+
+@dataclass(frozen=True, slots=True)
+class InputBytes:
+    """An input file its caller has already read, given to :func:`sync_async` instead of a
+    path: the inbox reads each file once, through a descriptor opened with
+    ``O_NOFOLLOW``, so what is loaded is exactly the file it checked."""
+
+    name: str  # the file's path or name: its extension tells the kind of file
+    data: bytes
+
+    def __str__(self) -> str:
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -734,7 +747,7 @@ def check_base_url(settings: Settings, token: str | None = None) -> None:
 
 
 async def sync_async(
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | InputBytes],
     settings: Settings | None = None,
     *,
     report: str | Path | None = None,
@@ -760,7 +773,7 @@ async def sync_async(
 
     ``on_event`` follows the run (:mod:`bulk_sync.events`); setting ``stop`` stops it."""
     settings = settings or Settings()
-    paths = [Path(p) for p in inputs]
+    paths = [p if isinstance(p, InputBytes) else Path(p) for p in inputs]
     if not paths:
         raise UsageError("no input files given")
     resume_path = Path(resume) if resume is not None else None
@@ -779,7 +792,7 @@ async def sync_async(
 
 
 async def _sync_checked(
-    paths: list[Path],
+    paths: list[Path | InputBytes],
     settings: Settings,
     report_path: Path,
     *,
@@ -797,6 +810,8 @@ async def _sync_checked(
 ) -> Summary:
     resume_path = resume
     for p in paths:  # the cheapest check first: a typo in a file name names the file
+        if isinstance(p, InputBytes):
+            continue
         if not p.exists():
             raise InputError("file not found", source=str(p))
         if p.is_dir():
@@ -811,11 +826,21 @@ async def _sync_checked(
                 "(or run with --dry-run)"
             )
         check_base_url(settings, token)
-    input_files = [path_identity(p) for p in paths]
+    input_files = [
+        bytes_identity(Path(p.name).name, p.data) if isinstance(p, InputBytes) else path_identity(p)
+        for p in paths
+    ]
     # fail early (exit 2) if it cannot be read, or was made against another API
     if resume_path is not None and accepted_rows(resume_path):
         check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
-    tables = load(paths, load_options(settings))
+    options = load_options(settings)
+    tables = [
+        table
+        for p in paths
+        for table in (
+            load_bytes(p.data, p.name, options) if isinstance(p, InputBytes) else load([p], options)
+        )
+    ]
     log.info(
         "read %d rows from %s",
         sum(len(t) for t in tables),
@@ -848,7 +873,9 @@ async def _sync_checked(
     )
 
 
-def sync(inputs: Sequence[str | Path], settings: Settings | None = None, **kwargs: Any) -> Summary:
+def sync(
+    inputs: Sequence[str | Path | InputBytes], settings: Settings | None = None, **kwargs: Any
+) -> Summary:
     """Blocking form of :func:`sync_async` for scripts and schedulers."""
     return asyncio.run(sync_async(inputs, settings, **kwargs))
 

@@ -39,7 +39,7 @@ from bulk_sync.events import (
     Progress,
     emitter,
 )
-from bulk_sync.files import lexists
+from bulk_sync.files import lexists, show_path
 from bulk_sync.flow import Breaker
 from bulk_sync.grouping import Maps, across_ids, group, split
 from bulk_sync.ledger import Ledger
@@ -844,7 +844,9 @@ async def _sync_checked(
     log.info(
         "read %d rows from %s",
         sum(len(t) for t in tables),
-        ", ".join(f"{t.source} (sheet {t.sheet!r})" if t.sheet else t.source for t in tables)
+        ", ".join(
+            show_path(f"{t.source} (sheet {t.sheet!r})" if t.sheet else t.source) for t in tables
+        )
         or "no table",
         extra={"event": "loaded"},
     )

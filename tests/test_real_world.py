@@ -148,3 +148,56 @@ def test_a_large_workbook_with_a_stray_far_cell_is_read_too(tmp_path: Path) -> N
 
     (table,) = load_file(path)
     assert list(table.values) == ["x"]
+
+
+# ----------------------------------------------------------------------------- ODS
+
+
+def ods_bytes(rows: list[list[object]]) -> bytes:
+    from odf.opendocument import OpenDocumentSpreadsheet
+    from odf.table import Table, TableCell, TableRow
+    from odf.text import P
+
+    doc = OpenDocumentSpreadsheet()
+    table = Table(name="Folha1")
+    for row in rows:
+        tr = TableRow()
+        for value in row:
+            if isinstance(value, tuple):
+                kind, attrs, shown = value
+                cell = TableCell(valuetype=kind, **attrs)
+            else:
+                cell, shown = TableCell(valuetype="string"), str(value)
+            cell.addElement(P(text=shown))
+            tr.addElement(cell)
+        table.addElement(tr)
+    doc.spreadsheet.addElement(table)
+    out = io.BytesIO()
+    doc.write(out)
+    return out.getvalue()
+
+
+def test_ods_durations_read_as_hours_minutes_seconds() -> None:
+    data = ods_bytes([HEADER, ["c1", "wait", ("time", {"timevalue": "PT255H10M10S"}, "255:10:10")]])
+    (table,) = load_bytes(data, "book.ods")
+    assert list(table.values) == ["255:10:10"]
+
+
+def test_indented_ods_and_ods_without_mimetype_are_read() -> None:
+    data = ods_bytes([HEADER, ["c1", "a", "1"]])
+    content = zipfile.ZipFile(io.BytesIO(data)).read("content.xml")
+    indented = content.replace(b"<table:table-row>", b"\n  <table:table-row>\n    ").replace(
+        b"</table:table-cell>", b"</table:table-cell>\n    "
+    )
+    assert indented != content
+    pretty = rezip(data, replace_text={"content.xml": {content: indented}})
+    (table,) = load_bytes(pretty, "pretty.ods")
+    assert list(table.values) == ["1"]
+    source = zipfile.ZipFile(io.BytesIO(data))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for info in source.infolist():
+            if info.filename != "mimetype":
+                z.writestr(info, source.read(info))
+    (bare,) = load_bytes(out.getvalue(), "bare.ods")
+    assert list(bare.values) == ["1"]

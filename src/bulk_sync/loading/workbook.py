@@ -22,7 +22,7 @@ import python_calamine as calamine
 from bulk_sync import numfmt
 from bulk_sync.cells import cell_to_str, fast_sent, formatted_cell
 from bulk_sync.errors import InputError
-from bulk_sync.loading import encryption, ooxml, xls
+from bulk_sync.loading import encryption, ods, ooxml, xls
 from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, is_raw_biff
 from bulk_sync.loading.layout import build_table, column_letter, find_columns, find_layout
 from bulk_sync.loading.ooxml import column_letters as letters
@@ -87,8 +87,14 @@ def _open_workbook(data: WorkbookData, fmt: str) -> Any:
             return calamine.CalamineWorkbook.from_path(os.fspath(data))
         return calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except BaseException as exc:
-        if not _is_reader_failure(exc) or fmt not in ("XLSX", "XLSM"):
+        if not _is_reader_failure(exc) or fmt not in ("XLSX", "XLSM", "ODS"):
             raise
+        if fmt == "ODS":
+            fixed = ods.repaired(data)
+            if fixed is None:
+                raise
+            log.info("python-calamine cannot read the ODS file as saved (%s); repaired", exc)
+            return calamine.CalamineWorkbook.from_filelike(io.BytesIO(fixed))
         own = _own_book(data)
         if own is None:
             raise
@@ -127,6 +133,8 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
         for name in names:
             try:
                 grid, numbers = styles.sparse_rows(name) or (_dense_rows(workbook, name), None)
+                if fmt == "ODS":
+                    grid = _ods_durations(grid)
             except BaseException as exc:
                 if not _is_reader_failure(exc):
                     raise
@@ -168,6 +176,29 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
     finally:
         with contextlib.suppress(Exception):  # already closed: nothing to release
             workbook.close()
+
+
+def _ods_durations(grid: list[list[Any]]) -> list[list[Any]]:
+    """python-calamine gives an ODS duration as ISO-8601 text (PT255H10M10S): H:MM:SS."""
+    for row in grid:
+        for j, cell in enumerate(row):
+            if type(cell) is str and cell[:3] in (
+                "PT0",
+                "PT1",
+                "PT2",
+                "PT3",
+                "PT4",
+                "PT5",
+                "PT6",
+                "PT7",
+                "PT8",
+                "PT9",
+                "-PT",
+            ):
+                text = ods.duration_text(cell)
+                if text is not None:
+                    row[j] = text
+    return grid
 
 
 def _dense_rows(workbook: Any, name: str) -> list[list[Any]]:

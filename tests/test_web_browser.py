@@ -438,3 +438,48 @@ def test_a_cross_site_form_post_from_another_origin_is_refused(
     assert "Refused" in evil.inner_text("body")
     page.close()
     evil.close()
+
+
+def test_a_run_cut_off_by_a_killed_server_is_resumed_after_a_restart(
+    browser: Any, tmp_path: Path
+) -> None:
+    scanner = Scanner()
+    rows = [(str(700000 + k), "segmento", "S") for k in range(80)]
+    big = write_csv(tmp_path / "lote.csv", rows)
+    with EmulatorThread(EmulatorSettings(port=0, token=TOKEN, latency=0.05)) as emulator:
+        server = start_server(tmp_path, emulator.base_url, concurrency=1)
+        try:
+            page = open_page(browser, server, scanner)
+            page.goto("/")
+            page.get_by_label("Files to upload").set_input_files(str(big))
+            page.get_by_role("button", name="Upload and check").click()
+            confirm_sync(page)
+            page.get_by_role("button", name="Yes, sync now").click()
+            page.wait_for_selector("section.progress")
+            page.wait_for_function(
+                "() => Number(document.querySelector('[data-field=rows_done]').textContent) >= 5"
+            )
+        finally:
+            server.process.kill()  # kill -9: no graceful stop, no report
+            server.process.wait(timeout=10)
+        page.context.close()
+        server = start_server(tmp_path, emulator.base_url, concurrency=1)
+        try:
+            page = open_page(browser, server, scanner)
+            page.goto("/runs")
+            assert "cut off" in page.inner_text("table.runs")
+            page.locator("table.runs tbody tr a").first.click()
+            assert "the server stopped while this run was sending" in page.inner_text("main")
+            page.get_by_role("link", name="Resume: send the rest…").click()
+            page.get_by_role("button", name="Yes, resume the run now").click()
+            wait_result(page)
+            assert "Done: every row was sent or skipped." in page.inner_text("main")
+            summary = page.inner_text("table.summary")
+            skipped = int(summary.split("skipped")[1].split()[0])
+            assert skipped >= 5  # what the journal said was accepted is not sent again
+            assert f"ok\t{80 - skipped}" in summary
+            assert len(emulator.state.customers) == 80
+            shot(page, "10-resumed-after-restart")
+        finally:
+            server.stop()
+    assert not scanner.leaks, scanner.leaks

@@ -1,0 +1,136 @@
+"""What the page's modules share: the app's keys, its configuration, rendering and redaction."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import jinja2
+from aiohttp import MultipartReader, web
+
+from bulk_sync.config import Settings
+from bulk_sync.errors import BulkSyncError
+from bulk_sync.redaction import Redactor
+from bulk_sync.web.analysis import AnalysisCache
+from bulk_sync.web.runs import RunManager
+from bulk_sync.web.security import Security, Session
+from bulk_sync.web.store import DataDir
+
+log = logging.getLogger("bulk_sync.web")
+
+PAGE_SIZE = 50
+FORM_MAX_BYTES = 256 * 1024  # urlencoded forms: a login, a mapping
+CHUNK = 256 * 1024
+
+CONFIG: web.AppKey[WebConfig] = web.AppKey("config")
+SECURITY: web.AppKey[Security] = web.AppKey("security")
+RUNS: web.AppKey[RunManager] = web.AppKey("runs")
+DATA: web.AppKey[DataDir] = web.AppKey("data")
+TEMPLATES: web.AppKey[jinja2.Environment] = web.AppKey("templates")
+CACHE: web.AppKey[AnalysisCache] = web.AppKey("cache")
+FLASH: web.AppKey[dict[str, list[str]]] = web.AppKey("flash")
+SECRETS: web.AppKey[Secrets] = web.AppKey("secrets")
+SESSION: web.RequestKey[Session | None] = web.RequestKey("session")
+MULTIPART: web.RequestKey[MultipartReader] = web.RequestKey("multipart")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """What ``bulk-sync serve`` was started with. ``token`` reads the API key from the
+    process environment when a run starts; it is never rendered."""
+
+    data_dir: Path
+    settings: Settings
+    security: Security
+    max_upload_bytes: int = 100 * 1024 * 1024
+    token: Callable[[], str | None] | None = None
+
+
+class Secrets:
+    """Redacts the API key (and the access password) from anything shown or logged, with
+    the project's one redaction rule (:mod:`bulk_sync.redaction`)."""
+
+    def __init__(self, token: Callable[[], str | None], security: Security) -> None:
+        self._token = token
+        self._security = security
+        self._redactor = Redactor()
+
+    def redactor(self) -> Redactor:
+        wanted = tuple(s for s in (self._token(), self._security.password) if s)
+        if wanted != self._redactor.secrets:
+            self._redactor = Redactor(wanted)
+        return self._redactor
+
+    def redact(self, text: str) -> str:
+        return self.redactor().redact(text)
+
+    def redact_bytes(self, body: bytes) -> bytes:
+        redactor = self.redactor()
+        if not redactor:
+            return body
+        text = body.decode("utf-8", "surrogateescape")
+        if not redactor.leaks(text):
+            return body
+        return redactor.redact(text).encode("utf-8", "surrogateescape")
+
+
+def error_page(request: web.Request, status: int, message: str) -> web.Response:
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+# -- rendering -------------------------------------------------------------------------
+
+
+def render(
+    request: web.Request, template: str, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    env = request.app[TEMPLATES]
+    session: Session | None = request.get(SESSION)
+    security = request.app[SECURITY]
+    base = {
+        "request": request,
+        "csrf_token": session.csrf if session is not None else "",
+        "login_required": security.password is not None,
+        "logged_in": security.password is not None and security.logged_in(session),
+        "static": lambda name: request.app.router["static"].url_for(filename=name),
+        "api_url": display_url(request.app[CONFIG].settings.base_url),
+    }
+    html = env.get_template(template).render({**base, **context})
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def display_url(url: str) -> str:
+    """The API URL without any user name or password it might carry."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "unknown"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, s = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    hours, m = divmod(minutes, 60)
+    return f"{hours} h {m:02d} min"
+
+
+def not_ready(request: web.Request) -> str:
+    try:
+        request.app[RUNS].check_ready()
+    except BulkSyncError as exc:
+        return request.app[SECRETS].redact(str(exc))
+    return ""

@@ -207,6 +207,21 @@ def confirm_sync(page: Any) -> None:
     page.wait_for_selector("text=Yes, sync now")
 
 
+def sync_until(page: Any, file: Path, *, rows_done: int) -> None:
+    """Upload ``file``, sync it, and wait on the live page until ``rows_done`` rows are."""
+    page.goto("/")
+    page.get_by_label("Files to upload").set_input_files(str(file))
+    page.get_by_role("button", name="Upload and check").click()
+    confirm_sync(page)
+    page.get_by_role("button", name="Yes, sync now").click()
+    page.wait_for_selector("section.progress")
+    page.wait_for_function(
+        "(n) => Number(document.querySelector('[data-field=rows_done]').textContent"
+        ".replace(/,/g, '')) >= n",
+        arg=rows_done,
+    )
+
+
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmulatorThread, Server]]:
     tmp = tmp_path_factory.mktemp("web-clean")
@@ -369,16 +384,7 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     # 154 customers, of which 4 the API does not know (404: failed).
     rows = [(str(600000 + k), "segmento", f"S{k % 5}") for k in range(154)]
     big = write_csv(tmp_path / "clientes-2026.csv", rows)
-    page.goto("/")
-    page.get_by_label("Files to upload").set_input_files(str(big))
-    page.get_by_role("button", name="Upload and check").click()
-    confirm_sync(page)
-    page.get_by_role("button", name="Yes, sync now").click()
-    page.wait_for_selector("section.progress")
-    page.wait_for_function(
-        "() => Number(document.querySelector('[data-field=rows_done]').textContent"
-        ".replace(/,/g, '')) >= 10"
-    )
+    sync_until(page, big, rows_done=10)
     assert page.locator("#live[aria-live=polite]").count() == 1
     shot(page, "05-progress")
     page.get_by_role("button", name="Stop").click()
@@ -450,15 +456,7 @@ def test_a_run_cut_off_by_a_killed_server_is_resumed_after_a_restart(
         server = start_server(tmp_path, emulator.base_url, concurrency=1)
         try:
             page = open_page(browser, server, scanner)
-            page.goto("/")
-            page.get_by_label("Files to upload").set_input_files(str(big))
-            page.get_by_role("button", name="Upload and check").click()
-            confirm_sync(page)
-            page.get_by_role("button", name="Yes, sync now").click()
-            page.wait_for_selector("section.progress")
-            page.wait_for_function(
-                "() => Number(document.querySelector('[data-field=rows_done]').textContent) >= 5"
-            )
+            sync_until(page, big, rows_done=5)
         finally:
             server.process.kill()  # kill -9: no graceful stop, no report
             server.process.wait(timeout=10)

@@ -257,6 +257,8 @@ def test_an_empty_204_is_ok_with_a_note_saying_it_is_not_confirmed(
     (line,) = report_lines(tmp_path / "r.csv")
     assert (line["status"], line["http_status"], line["attempts"]) == ("ok", "204", "1")
     assert line["error"] == "accepted, not confirmed: the answer (HTTP 204) was empty"
+    assert "Accepted but not confirmed by the answer" in result.stdout
+    assert "  x1: accepted, not confirmed: the answer (HTTP 204) was empty" in result.stdout
 
 
 def test_an_answer_lacking_the_values_sent_is_ok_unconfirmed_and_not_recorded_as_synced(
@@ -270,7 +272,9 @@ def test_an_answer_lacking_the_values_sent_is_ok_unconfirmed_and_not_recorded_as
         for run in ("first", "second"):
             result = invoke("sync", str(src), "--report", str(tmp_path / f"{run}.csv"),
                             "--base-url", server.url, "--config", str(fast),
-                            "--state", str(state))  # fmt: skip
+                            "--state", str(state),
+                            *(["--summary-json", str(tmp_path / "summary.json")]
+                              if run == "first" else []))  # fmt: skip
             assert result.exit_code == 0, result.output
     first = {
         r["attribute"]: (r["status"], r["error"]) for r in report_lines(tmp_path / "first.csv")
@@ -283,6 +287,11 @@ def test_an_answer_lacking_the_values_sent_is_ok_unconfirmed_and_not_recorded_as
             "accepted, not confirmed: the answer shows another value for this attribute",
         ),
     }
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert sorted((u["note"], u["count"]) for u in summary["unconfirmed"]) == [
+        ("accepted, not confirmed: the answer does not include this attribute", 1),
+        ("accepted, not confirmed: the answer shows another value for this attribute", 1),
+    ]
     second = {r["attribute"]: r["status"] for r in report_lines(tmp_path / "second.csv")}
     # only the confirmed pair was recorded in the state: the others are sent again
     assert second == {"shown": "skipped", "missing": "ok", "other": "ok"}

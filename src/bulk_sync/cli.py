@@ -713,6 +713,10 @@ def format_summary(s: Summary) -> str:
         lines.append("Most frequent failures:")
         for error, count in s.failures:
             lines.append(f"  x{count}: {error}")
+    if s.unconfirmed:
+        lines.append("Accepted but not confirmed by the answer (ok, with a note in error):")
+        for note, count in s.unconfirmed:
+            lines.append(f"  x{count}: {note}")
     if s.aborted:
         lines.append(f"Aborted: {s.aborted}; rows not accepted are marked not_sent.")
     lines.append(f"Report: {s.report}")

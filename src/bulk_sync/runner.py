@@ -109,6 +109,8 @@ class Summary:
     throttled: int = 0
     inputs: tuple[str, ...] = ()
     failures: tuple[tuple[str, int], ...] = ()  # (error of failed rows, count), most first
+    # (note of ok rows the API's answer did not confirm, count), most first
+    unconfirmed: tuple[tuple[str, int], ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     flow: FlowState | None = None  # flow control when sending ended (None: nothing sent)
     breaker_openings: int = 0  # times the API became unavailable during the run
@@ -130,6 +132,7 @@ class Summary:
             "inputs": list(self.inputs),
             "problems": [{"kind": k, "count": c, "example": e} for k, c, e in self.problems],
             "failures": [{"error": e, "count": c} for e, c in self.failures],
+            "unconfirmed": [{"note": e, "count": c} for e, c in self.unconfirmed],
             "flow": self.flow.to_dict() if self.flow is not None else None,
             "breaker_openings": self.breaker_openings,
             **self.extra,
@@ -497,6 +500,7 @@ async def run_tables(
         throttled=stats.throttled,
         inputs=tuple(inputs),
         failures=ledger.top_errors(Status.FAILED),
+        unconfirmed=tuple((e, c) for e, c in ledger.top_errors(Status.OK, most=6) if e)[:5],
         flow=stats.flow,
         breaker_openings=stats.breaker_openings,
     )

@@ -436,3 +436,25 @@ async def test_a_401_still_stops_the_run_at_once() -> None:
     results = await run(vt, up, jobs(20))
     assert statuses(results) == {Status.NOT_SENT: 20}
     assert len(api.sent) == 1
+
+
+async def test_a_stop_while_requests_wait_for_a_place_reports_them_not_sent() -> None:
+    vt = VirtualTime()
+    api = ModelApi(vt, latency=1.0)
+    up = uploader(api, concurrency="auto")  # 256 workers, a window of 4: 252 wait
+    stop = asyncio.Event()
+    results: list[JobResult] = []
+
+    async def stop_soon() -> None:
+        await vt.sleep(0.5)
+        stop.set()
+
+    stopper = asyncio.ensure_future(stop_soon())
+    await vt.drive(up.run(jobs(600), results.append, stop))
+    await stopper
+    assert len(results) == 600
+    counts = statuses(results)
+    assert counts[Status.NOT_SENT] >= 596
+    waited = [r for r in results if r.outcomes[0].attempts == 0]
+    assert len(waited) >= 596
+    assert up.stats.halted == "interrupted"

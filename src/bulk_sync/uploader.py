@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import random
 import time
@@ -781,9 +782,10 @@ class Uploader:
             got = await granted
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled() and granted.result():
-                self._release()
+                self._release()  # a place was handed over just before the cancellation
             else:
-                self._waiters.remove(granted)
+                with contextlib.suppress(ValueError):  # _grant may have dropped it already
+                    self._waiters.remove(granted)
             raise
         if not got:
             raise _Halted

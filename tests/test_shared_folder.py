@@ -508,3 +508,58 @@ def test_the_lock_holder_record_survives_a_non_utf8_argument(tmp_path: Path) -> 
     lock = tmp_path / "run.lock"
     with RunLock(lock, command=["bulk-sync", "sync", os.fsdecode(b"caf\xe9.csv")]):
         assert read_holder(lock)["command"] == ["bulk-sync", "sync", "caf\\xe9.csv"]
+
+
+# -- found when trying the rest as an attacker would ------------------------------------------
+
+
+@pytest.mark.parametrize("planted", ["state.db", "state.db-wal", "state.db-shm"])
+def test_a_link_planted_at_the_state_file_or_its_wal_is_refused(
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+    planted: str,
+) -> None:
+    """SQLite follows links and writes its -wal and -shm files beside the database: a link
+    at any of those names had the run create or overwrite the file it points to."""
+    server = emulator_thread()
+    src = write_csv(tmp_path / "in.csv", [("C1", "plan", "gold")])
+    victim = tmp_path / "victim"
+    (tmp_path / planted).symlink_to(victim)
+    result = run_cli(
+        "sync", str(src), "--state", str(tmp_path / "state.db"), "--report",
+        str(tmp_path / "r.csv"), "--base-url", server.base_url,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "symbolic link" in result.stderr
+    assert not victim.exists()
+    assert server.state.requests_total == 0
+
+
+def test_a_failed_folder_that_is_a_link_stops_the_inbox_before_any_file_moves(
+    tmp_path: Path, run_cli: Callable[..., Result]
+) -> None:
+    inbox, archive, elsewhere = tmp_path / "inbox", tmp_path / "archive", tmp_path / "cron.d"
+    for folder in (inbox, archive, elsewhere):
+        folder.mkdir()
+    (archive / "failed").symlink_to(elsewhere)
+    bad = inbox / "bad.csv"
+    bad.write_text("not,the,columns\n1,2,3\n")
+    os.utime(bad, (time.time() - 60,) * 2)
+    result = run_cli(
+        "sync", "--inbox", str(inbox), "--archive", str(archive), "--base-url",
+        "http://127.0.0.1:9",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "'failed'" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+    assert bad.exists()
+
+
+def test_retry_reports_never_take_a_name_someone_planted(tmp_path: Path) -> None:
+    from bulk_sync.runner import default_retry_report_path
+
+    old = tmp_path / "old.csv"
+    first = default_retry_report_path(old)
+    first.symlink_to(tmp_path / "victim")  # planted at the predictable name
+    assert default_retry_report_path(old) != first

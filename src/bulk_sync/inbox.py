@@ -297,7 +297,7 @@ def _move(source: Path, folder: Path, stamp: str, name: str | None = None) -> Pa
     """Move the directory entry ``source`` (not what it may point to) into ``folder``."""
     dest = free_name(folder, name or source.name, stamp)
     try:
-        folder.mkdir(exist_ok=True)
+        _own_folder(folder)
         shutil.move(source, dest)
     except OSError as exc:
         raise BulkSyncError(
@@ -305,6 +305,13 @@ def _move(source: Path, folder: Path, stamp: str, name: str | None = None) -> Pa
             f"{exc.strerror or exc}; the file stays in the inbox and the next run takes it again"
         ) from None
     return dest
+
+
+def _own_folder(folder: Path) -> None:
+    """``folder`` exists and is a real folder, not a link to somewhere else."""
+    folder.mkdir(exist_ok=True)
+    if os.path.islink(folder) or not folder.is_dir():
+        raise OSError(errno.ENOTDIR, "it is a symbolic link, not a folder")
 
 
 class NotAPlainFile(Exception):
@@ -351,7 +358,7 @@ def _archive_read_file(file: InboxFile, folder: Path, stamp: str) -> Path:
     that still names the same file."""
     dest = free_name(folder, file.name, stamp)
     try:
-        folder.mkdir(exist_ok=True)
+        _own_folder(folder)
         try:
             os.link(f"/proc/self/fd/{file.fd}", dest)
         except OSError:  # no /proc, another file system, protected_hardlinks...
@@ -603,6 +610,12 @@ def _folders(opts: Mapping[str, Any]) -> tuple[Path, Path]:
         raise UsageError("--archive must be another folder than --inbox")
     if not os.access(archive, os.W_OK | os.X_OK):
         raise UsageError(f"--archive {archive}: folder is not writable")
+    failed = archive / FAILED_FOLDER
+    if os.path.islink(failed) or (os.path.lexists(failed) and not failed.is_dir()):
+        raise UsageError(
+            f"--archive {show_path(archive)}: {FAILED_FOLDER!r} in it is not a folder (a "
+            "symbolic link?); unusable files would be moved wherever it points. Remove it"
+        )
     for flag in ("resume", "report"):
         if opts.get(flag):
             raise UsageError(

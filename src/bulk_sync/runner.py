@@ -928,7 +928,7 @@ def default_retry_report_path(report: Path) -> Path:
     name = report.name.split(".", 1)[0] if suffix != report.suffix else report.stem
     base = report.with_name(f"{name}.retry-{stamp}{suffix}")
     candidate, n = base, 1
-    while candidate.exists():
+    while lexists(candidate) or lexists(journal_path_for(candidate)):
         candidate = base.with_name(f"{base.stem}-{n}{base.suffix}")
         n += 1
     return candidate

@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Self
 
 from bulk_sync.errors import UsageError
+from bulk_sync.files import show_path
 from bulk_sync.models import Pair
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,37 @@ def pair_hash(customer_id: str, attribute: str, value: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
+_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def _refuse_links(path: Path) -> None:
+    """SQLite follows symbolic links, and writes its ``-wal``/``-shm`` files beside the
+    database: a link planted at any of those names (in a folder others can write to)
+    would have the run create or overwrite the file it points to. Refuse them; create a
+    new state file ourselves, never through a link."""
+    for suffix in _SIDE_FILES:
+        name = path.with_name(path.name + suffix)
+        if os.path.islink(name):
+            raise UsageError(
+                f"--state {show_path(path)}: {show_path(name)} is a symbolic link; the state "
+                "is never written through a link (someone may have planted it to have the "
+                "run overwrite another file). Remove it and run again"
+            )
+    try:
+        fd = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666
+        )
+    except FileExistsError:
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise UsageError(f"--state {show_path(path)}: not a plain file") from None
+        return
+    except OSError as exc:
+        raise UsageError(
+            f"--state {show_path(path)}: cannot create it: {exc.strerror or exc}"
+        ) from None
+    os.close(fd)
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -154,6 +186,7 @@ class StateStore:
         path = Path(path)
         if not path.parent.is_dir():
             raise UsageError(f"--state {path}: folder {path.parent} does not exist")
+        _refuse_links(path)
         try:
             conn = sqlite3.connect(path, timeout=10.0, isolation_level=None)
         except sqlite3.Error as exc:

@@ -128,7 +128,7 @@ class Scanner:
     characters in a row)."""
 
     seen: int = 0
-    streamed: list[str] = field(default_factory=list)
+    urls: set[str] = field(default_factory=set)
     leaks: list[str] = field(default_factory=list)
 
     def check(self, where: str, data: bytes | str) -> None:
@@ -150,6 +150,7 @@ def open_page(browser: Any, server: Server, scanner: Scanner) -> Any:
 
     def through_scanner(route: Any) -> None:
         request = route.request
+        scanner.urls.add(request.url)
         if request.url.endswith("/events") or "multipart/form-data" in (
             request.headers.get("content-type", "")
         ):
@@ -318,6 +319,8 @@ def test_upload_map_columns_and_see_the_problems(
     assert page.evaluate("document.activeElement.textContent") == "Skip to the content"
     assert scanner.seen > 5
     assert not scanner.leaks, scanner.leaks
+    # Works offline: every resource the pages asked for came from this server.
+    assert all(url.startswith(server.url) for url in scanner.urls), scanner.urls
 
 
 def test_report_downloaded_from_the_page_is_the_cli_report(
@@ -385,7 +388,8 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     rows = [(str(600000 + k), "segmento", f"S{k % 5}") for k in range(154)]
     big = write_csv(tmp_path / "clientes-2026.csv", rows)
     sync_until(page, big, rows_done=10)
-    assert page.locator("#live[aria-live=polite]").count() == 1
+    live = page.locator("#live[aria-live=polite]")
+    assert "rows done" in live.inner_text()  # what a screen reader is told
     shot(page, "05-progress")
     page.get_by_role("button", name="Stop").click()
     wait_result(page)
@@ -481,3 +485,29 @@ def test_a_run_cut_off_by_a_killed_server_is_resumed_after_a_restart(
         finally:
             server.stop()
     assert not scanner.leaks, scanner.leaks
+
+
+def test_stopping_the_server_stops_a_run_gracefully_with_its_report(
+    browser: Any, tmp_path: Path
+) -> None:
+    import json
+    import signal
+
+    rows = [(str(710000 + k), "segmento", "S") for k in range(60)]
+    big = write_csv(tmp_path / "lote.csv", rows)
+    with EmulatorThread(EmulatorSettings(port=0, token=TOKEN, latency=0.05)) as emulator:
+        server = start_server(tmp_path, emulator.base_url, concurrency=1)
+        try:
+            page = open_page(browser, server, Scanner())
+            sync_until(page, big, rows_done=3)
+            page.context.close()
+        finally:
+            server.process.send_signal(signal.SIGTERM)  # what a service manager sends
+            assert server.process.wait(timeout=30) == 0
+    (record_file,) = (server.data_dir / "runs").glob("*/run.json")
+    record = json.loads(record_file.read_text())
+    assert record["status"] == "finished"
+    assert record["exit_code"] == 3  # as `sync` on SIGTERM
+    counts = record["counts"]
+    assert counts["ok"] + counts["not_sent"] == 60
+    assert (record_file.parent / "report.csv").stat().st_size > 0

@@ -31,7 +31,8 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from bulk_sync import numfmt
 from bulk_sync.numfmt import Kind
@@ -180,6 +181,7 @@ def formatted_cell(
         return CellText(cell_to_str(value))
     if isinstance(value, (dt.date, dt.time, dt.timedelta)):
         section = numfmt.parse(code)[0]
+        value = _shown_precision(value, section)
         if isinstance(value, dt.timedelta) and section.kind == Kind.ELAPSED:
             return CellText(_elapsed_text(value, section.hour_width))
         if isinstance(value, dt.datetime) and section.kind == Kind.DATE:
@@ -202,25 +204,39 @@ def formatted_cell(
             prefix, width, suffix = padded
             return CellText(f"{prefix}{int(number):0{width}d}{suffix}")
         return CellText(numfmt.render_number(code, number).strip())
-    if kind == Kind.PERCENT:
-        percent, scaled = _exact_percent(number)
-        if scaled == scaled.quantize(Decimal(1).scaleb(-_decimal_places(section))):
-            return CellText(numfmt.render_number(code, number).strip())
-        exact = percent
-    elif not (want_shown or as_shown):
-        return CellText(cell_to_str(value))  # a display-only format: the exact number
-    else:
-        exact = cell_to_str(value)
+    if kind == Kind.PERCENT:  # as shown, with the format's decimals (issue 15 A2)
+        return CellText(numfmt.render_number(code, number).strip())
     if not (want_shown or as_shown):
-        return CellText(exact)
+        return CellText(cell_to_str(value))  # a display-only format: the exact number
+    exact = cell_to_str(value)
     shown = numfmt.render_number(code, number).strip()
     if as_shown or shown == exact:
         return CellText(shown)
     return CellText(exact, shown)
 
 
+def _shown_precision(value: Any, section: numfmt.Section) -> Any:
+    """A time value rounded to the seconds' decimals its format shows."""
+    if section.kind not in _DATE_KINDS:
+        return value
+    unit = 10 ** (6 - section.second_decimals)
+    if isinstance(value, dt.timedelta):
+        micro = round(value / dt.timedelta(microseconds=unit)) * unit
+        return dt.timedelta(microseconds=micro)
+    if isinstance(value, (dt.datetime, dt.time)) and value.microsecond % unit:
+        micro = round(value.microsecond / unit) * unit
+        if isinstance(value, dt.datetime):
+            return value.replace(microsecond=0) + dt.timedelta(microseconds=micro)
+        carry = dt.datetime.combine(dt.date(2000, 1, 1), value.replace(microsecond=0))
+        return (carry + dt.timedelta(microseconds=micro)).time()
+    return value
+
+
 def _serial_text(number: float, section: numfmt.Section, date1904: bool, value: object) -> str:
     kind = section.kind
+    # to the precision the format shows: whole seconds unless it shows decimals (ss.0)
+    step = 86_400 * 10**section.second_decimals
+    number = math.floor(number * step + 0.5) / step  # half up, as Excel shows it
     if kind == Kind.ELAPSED:
         ms = round(number * 86_400_000)
         return _elapsed_text(dt.timedelta(milliseconds=ms), section.hour_width)
@@ -301,9 +317,7 @@ def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None
         def percent(v: float) -> str | None:
             if v < 0 or (positive_only and v == 0):
                 return None
-            scaled = Decimal(f"{v * 100:.15g}")
-            if scaled != scaled.quantize(step):  # rounded for display: the exact percentage
-                return float_to_str(float(scaled)) + "%"
+            scaled = Decimal(f"{v * 100:.15g}").quantize(step, rounding=ROUND_HALF_UP)
             return f"{scaled:.{places}f}%"
 
         return percent
@@ -316,10 +330,12 @@ def _fast_serial(
     kind = section.kind
     width = section.hour_width
     base = dt.date(1904, 1, 1) if date1904 else dt.date(1899, 12, 31)
+    step = 86_400 * 10**section.second_decimals
 
     def serial(v: float) -> str | None:
         if v < 0 or v > _MAX_SERIAL or (positive_only and v == 0):
             return None
+        v = math.floor(v * step + 0.5) / step
         if kind == Kind.ELAPSED:
             ms = round(v * _DAY_MS)
             seconds, milli = divmod(ms, 1000)

@@ -104,6 +104,20 @@ class Section:
     kind: Kind
     hour_width: int = 1  # elapsed formats: digits of [h]/[hh]
 
+    @property
+    def second_decimals(self) -> int:
+        """Decimals of seconds a date/time section shows (``ss.00`` shows 2)."""
+        types = [t for t, _ in self.tokens]
+        if "." not in types:
+            return 0
+        after = types[types.index(".") + 1 :]
+        count = 0
+        for t in after:
+            if t != "0":
+                break
+            count += 1
+        return min(count, 3)
+
     # token types: "lit" literal text; "0" "#" "?" digit placeholders; "." decimal point;
     # "," comma; "%" percent; "E" exponent marker (text "E+"/"E-"); "/" fraction bar;
     # "general"; "@" the text; "date" a date/time part (text is the part, lower case).
@@ -252,9 +266,11 @@ def _kind(tokens: list[tuple[str, str]]) -> tuple[Kind, int]:
 def parse(code: str) -> tuple[Section, ...]:
     """The sections of a format code (at least one)."""
     sections: list[Section] = []
-    for text in _split_sections(code)[:4]:
+    for k, text in enumerate(_split_sections(code)[:4]):
         tokens, condition = _tokenize(text)
         kind, width = _kind(tokens)
+        if k and not tokens:  # an empty section shows nothing (e.g. zero hidden: "0;-0;")
+            kind = Kind.LITERAL
         sections.append(Section(tuple(tokens), condition, kind, width))
     return tuple(sections)
 

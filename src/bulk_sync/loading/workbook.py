@@ -301,7 +301,7 @@ def _grid_table(
         return i + 1 if numbers is None else numbers[i]
 
     header_at = _title_rows_skipped(grid, header_at, options, source, sheet, number)
-    header = [cell_to_str(c) for c in grid[header_at]]
+    header = _header_texts(grid[header_at], number(header_at), formats)
     layout = find_layout(
         header,
         number(header_at),
@@ -344,6 +344,20 @@ def _grid_table(
         log.warning("%s: %s", source, n.message)
     table = build_table(source, sheet, layout, columns, rows, {})
     return dataclasses.replace(table, notices=tuple(notices)) if notices else table
+
+
+def _header_texts(cells: list[Any], row: int, formats: SheetFormats | None) -> list[str]:
+    """The header row's texts: number cells with their formats, like any cell."""
+    texts = [cell_to_str(c) for c in cells]
+    numbers = [j for j, c in enumerate(cells) if type(c) in (int, float)]
+    if formats is None or not numbers:
+        return texts
+    found = formats.of(numbers)
+    for j in numbers:
+        for code, rows in found.get(j, {}).items():
+            if row in rows:
+                texts[j] = formatted_cell(cells[j], code, date1904=formats.date1904).sent
+    return texts
 
 
 def _positions(rows: Sequence[int], wanted: Any) -> list[int]:
@@ -521,3 +535,61 @@ class _Styles:
             return {} if xml is None else ooxml.cell_styles(xml, columns, self._styles)
 
         return SheetFormats(read, package.date1904)
+
+
+def sheet_texts(
+    path: Path, options: LoadOptions | None = None
+) -> dict[str, list[tuple[int, int, str]]]:
+    """Every non-empty cell of every worksheet, as bulk_sync would send it: (row, column,
+    text), 1-based rows, 0-based columns. For checking the reading against what another
+    program shows (tests/corpus); not used by a run."""
+    opts = options if options is not None else LoadOptions()
+    fmt = {".xlsx": "XLSX", ".xlsm": "XLSM", ".xlsb": "XLSB", ".xls": "XLS", ".ods": "ODS"}[
+        path.suffix.casefold()
+    ]
+    data: WorkbookData = path
+    head = path.read_bytes()[:4096]
+    if head.startswith(OLE_MAGIC):
+        unlocked = encryption.unlock(data, fmt, path.name)
+        if unlocked is not None:
+            data, head = unlocked, unlocked[:4096]
+    check_workbook_container(data, head, len(head), fmt, opts, path.name)
+    workbook = _open_workbook(data, fmt)
+    styles = _Styles(workbook, data if fmt in ("XLSX", "XLSM") else None)
+    out: dict[str, list[tuple[int, int, str]]] = {}
+    worksheet = calamine.SheetTypeEnum.WorkSheet
+    for meta in workbook.sheets_metadata:
+        if meta.typ != worksheet:
+            continue
+        name = meta.name
+        try:
+            grid, numbers = styles.sparse_rows(name) or (_dense_rows(workbook, name), None)
+        except BaseException as exc:
+            if not _is_reader_failure(exc):
+                raise
+            own = styles.sparse_rows(name, force=True) if fmt in ("XLSX", "XLSM") else None
+            if own is None:
+                raise
+            grid, numbers = own
+        if fmt == "ODS":
+            grid = _ods_durations(grid)
+        rows: Sequence[int] = range(1, len(grid) + 1) if numbers is None else numbers
+        width = max(map(len, grid), default=0)
+        body = [row if len(row) >= width else [*row, *([""] * (width - len(row)))] for row in grid]
+        formats = styles.sheet(name)
+        found = formats.of(range(width)) if formats is not None else {}
+        cells: list[tuple[int, int, str]] = []
+        for j in range(width):
+            values = [row[j] for row in body]
+            codes = found.get(j)
+            if codes and formats is not None:
+                texts, _ = _formatted_column(
+                    values, codes, rows, formats.date1904, opts.cells == "as_shown"
+                )
+            else:
+                texts = [v.strip() if type(v) is str else cell_to_str(v) for v in values]
+            cells.extend((rows[k], j, text) for k, text in enumerate(texts) if text)
+        out[name] = sorted(cells)
+    with contextlib.suppress(Exception):
+        workbook.close()
+    return out

@@ -563,3 +563,29 @@ def test_retry_reports_never_take_a_name_someone_planted(tmp_path: Path) -> None
     first = default_retry_report_path(old)
     first.symlink_to(tmp_path / "victim")  # planted at the predictable name
     assert default_retry_report_path(old) != first
+
+
+def test_an_inbox_file_over_the_size_limit_is_refused_without_being_read(tmp_path: Path) -> None:
+    from bulk_sync.inbox import InboxFile, process_inbox
+    from bulk_sync.runner import Summary
+
+    inbox, archive = tmp_path / "inbox", tmp_path / "archive"
+    inbox.mkdir()
+    archive.mkdir()
+    big = inbox / "big.csv"
+    with big.open("wb") as f:  # sparse: 3 GiB that cost no disk
+        f.truncate(3 << 30)
+    os.utime(big, (1_000,) * 2)
+
+    def run_file(file: InboxFile, report: Path) -> Summary:
+        raise AssertionError("a file over the limit is never handed to the run")
+
+    result = process_inbox(
+        inbox, archive, run_file, min_age=0, clock=lambda: 2_000_000_000.0, max_bytes=1 << 20
+    )
+    [outcome] = result.files
+    assert outcome.outcome == "failed"
+    assert "too large" in outcome.error
+    assert (archive / "failed" / "big.csv").stat().st_size == 3 << 30
+    assert "too large" in (archive / "failed" / "big.csv.error.txt").read_text()
+    assert not big.exists()

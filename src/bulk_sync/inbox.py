@@ -74,6 +74,7 @@ from typing import TYPE_CHECKING, Any
 from bulk_sync.errors import BulkSyncError, ConfigError, InputError, UsageError
 from bulk_sync.files import safe_text, show_path
 from bulk_sync.loading import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
+from bulk_sync.loading.options import size_text
 from bulk_sync.lock import RunLock
 
 if TYPE_CHECKING:
@@ -103,9 +104,10 @@ class InboxFile:
     """A file of the inbox as it was read: once, through ``fd`` opened with ``O_NOFOLLOW``."""
 
     path: Path  # where it is in the inbox
-    data: bytes  # its content, read from ``fd``
+    data: bytes  # its content, read from ``fd`` (nothing when over the size limit)
     fd: int  # still open: the file is archived through it
     info: os.stat_result  # fstat of ``fd``
+    too_large: bool = False  # larger than the loader takes: not read at all
 
     @property
     def name(self) -> str:
@@ -338,6 +340,8 @@ def read_inbox_file(path: Path, max_bytes: int) -> InboxFile:
                 f"it has {info.st_nlink} hard links (it may be another file in disguise)"
             )
         os.set_blocking(fd, True)
+        if info.st_size > max_bytes:  # refused without reading gigabytes first
+            return InboxFile(path, b"", fd, info, too_large=True)
         chunks = []
         left = max_bytes + 1
         while left > 0:
@@ -362,6 +366,10 @@ def _archive_read_file(file: InboxFile, folder: Path, stamp: str) -> Path:
         try:
             os.link(f"/proc/self/fd/{file.fd}", dest)
         except OSError:  # no /proc, another file system, protected_hardlinks...
+            if file.too_large:  # not read: move the name, if it is still that file
+                if _same_file(file):
+                    shutil.move(file.path, dest)
+                return dest
             _write_new(dest, file.data, stat.S_IMODE(file.info.st_mode))
             os.utime(dest, ns=(file.info.st_atime_ns, file.info.st_mtime_ns))
     except OSError as exc:
@@ -370,10 +378,9 @@ def _archive_read_file(file: InboxFile, folder: Path, stamp: str) -> Path:
             f"{exc.strerror or exc}; the file stays in the inbox and the next run takes it again"
         ) from None
     try:
-        now = os.lstat(file.path)
-        if (now.st_dev, now.st_ino) == (file.info.st_dev, file.info.st_ino):
+        if _same_file(file):
             os.unlink(file.path)
-        else:
+        elif os.path.lexists(file.path):
             log.warning(
                 "inbox: %s was replaced while it was processed; the file that was read is "
                 "in the archive, the new one stays in the inbox",
@@ -382,6 +389,15 @@ def _archive_read_file(file: InboxFile, folder: Path, stamp: str) -> Path:
     except FileNotFoundError:
         pass
     return dest
+
+
+def _same_file(file: InboxFile) -> bool:
+    """Whether the inbox name still names the file that was opened."""
+    try:
+        now = os.lstat(file.path)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == (file.info.st_dev, file.info.st_ino)
 
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
@@ -469,7 +485,9 @@ def process_inbox(
             outcomes.append(FileOutcome(path, "failed", EXIT_UNUSABLE, error=message))
             continue
         try:
-            outcome = _process_one(file, archive, run_file, dry_run=dry_run, now=clock())
+            outcome = _process_one(
+                file, archive, run_file, dry_run=dry_run, now=clock(), limit=limit
+            )
         finally:
             os.close(file.fd)
         outcomes.append(outcome)
@@ -533,7 +551,7 @@ def _write_error_file(archived: Path, text: str, mode: int) -> None:
 
 
 def _process_one(
-    file: InboxFile, archive: Path, run_file: RunFile, *, dry_run: bool, now: float
+    file: InboxFile, archive: Path, run_file: RunFile, *, dry_run: bool, now: float, limit: int
 ) -> FileOutcome:
     path = file.path
     stamp = _stamp(now)
@@ -545,6 +563,12 @@ def _process_one(
         extra={"event": "inbox_file", "file": safe_text(path.name), "report": str(report)},
     )
     try:
+        if file.too_large:
+            raise InputError(
+                f"file is too large ({size_text(file.info.st_size)}; the limit is "
+                f"{size_text(limit)})",
+                source=path.name,
+            )
         summary = run_file(file, report)
     except UsageError as exc:
         message = str(exc)

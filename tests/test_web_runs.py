@@ -293,3 +293,30 @@ async def test_the_history_survives_a_restart_and_a_cut_off_run_can_be_resumed(
         assert isinstance(counts, dict), record
         assert counts["skipped"] == 2
         assert counts["ok"] == 4
+
+
+async def test_a_configured_state_is_honoured_and_locked(
+    tmp_path: Path, emulator: RunningEmulator, api_token: str
+) -> None:
+    from bulk_sync.lock import RunLock
+
+    state = tmp_path / "state.db"
+    settings = settings_for(emulator, state=state)
+    rows = [(str(8000 + k), "segment", "x") for k in range(5)]
+    content = write_csv(tmp_path / "c.csv", rows).read_bytes()
+    async with page_app(tmp_path / "data", settings, token=api_token) as page:
+        run_id = await start_sync(page, [("c.csv", content)])
+        await wait_finished(page, run_id)
+        assert run_record(page, run_id)["counts"]["ok"] == 5  # type: ignore[index]
+        assert state.exists()
+        # The dry run reads the state: what is already synced would be skipped.
+        _status, text, draft = await page.upload("/upload", [("c.csv", content)])
+        assert re.search(r"<dt>Skipped</dt><dd>5</dd>", text)
+        assert "There is nothing to send" in text
+        # A CLI run holding the state's lock keeps the page from starting another.
+        changed = content.replace(b",x\r\n", b",y\r\n").replace(b",x\n", b",y\n")
+        _status, text, draft = await page.upload("/upload", [("d.csv", changed)])
+        with RunLock(state.with_name("state.db.lock")):
+            status, text = await page.post(draft + "/sync", {"revision": "0"})
+        assert status == 409
+        assert "another run is in progress" in text

@@ -21,14 +21,19 @@ from demo import ROOT, start_emulator
 OUT = ROOT / "out"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by a supervisor: clean up the same way
     data_dir = OUT / "serve-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(32)  # a throwaway key for the local emulator only
     emulator, api_url = start_emulator(token, OUT / "serve-emulator-state.json")
     config = OUT / "serve-config.yaml"
     config.write_text(f"base_url: {api_url}\nconcurrency: 4\n", encoding="utf-8")
-    env = dict(os.environ, IC_API_TOKEN=token)
+    env = dict(os.environ, IC_API_TOKEN=token, BULK_SYNC_WEB_SAMPLES=str(ROOT / "samples"))
     env.pop("BULK_SYNC_WEB_PASSWORD", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "bulk_sync", "serve", "--host", "127.0.0.1", "--port",
@@ -45,8 +50,8 @@ def main() -> int:
     try:
         return server.wait()
     except KeyboardInterrupt:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=30)
+        server.send_signal(signal.SIGTERM)  # a run in progress stops and writes its report
+        server.wait(timeout=60)
         return 0
     finally:
         emulator.send_signal(signal.SIGTERM)

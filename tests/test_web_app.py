@@ -371,3 +371,15 @@ async def test_numbers_shown_otherwise_than_sent_are_pointed_out(page: Page) -> 
     assert status == 200
     assert "How some numbers were read" in text
     assert "1234.5 is shown as 1,235" in text
+
+
+async def test_the_start_page_points_to_the_samples_when_make_serve_says_where(
+    tmp_path: Path,
+) -> None:
+    async with page_app(tmp_path / "data", Settings(), token=TOKEN, samples="/x/samples") as p:
+        _status, text = await p.get("/")
+        assert "To try the page: upload the sample files in" in text
+        assert "/x/samples" in text
+    async with page_app(tmp_path / "data", Settings(), token=TOKEN) as p:
+        _status, text = await p.get("/")
+        assert "To try the page" not in text

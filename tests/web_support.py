@@ -103,10 +103,16 @@ async def page_app(
     token: str | None,
     password: str | None = None,
     max_upload_bytes: int = 10 * 1024 * 1024,
+    samples: str = "",
 ) -> AsyncIterator[Page]:
     security = Security(password)
     config = WebConfig(
-        data_dir, settings, security, max_upload_bytes=max_upload_bytes, token=lambda: token
+        data_dir,
+        settings,
+        security,
+        max_upload_bytes=max_upload_bytes,
+        token=lambda: token,
+        samples=samples,
     )
     app = create_app(config)
     server = TestServer(app, host="127.0.0.1")

@@ -49,6 +49,7 @@ class WebConfig:
     security: Security
     max_upload_bytes: int = 100 * 1024 * 1024
     token: Callable[[], str | None] | None = None
+    samples: str = ""  # a folder of sample files the start page points to (make serve)
 
 
 class Secrets:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -126,7 +127,9 @@ async def _main(
     from bulk_sync.web.app import WebConfig, create_app
     from bulk_sync.web.security import Security
 
-    app = create_app(WebConfig(data_dir, settings, security, max_upload_bytes=max_upload))
+    samples = os.environ.get("BULK_SYNC_WEB_SAMPLES", "")  # set by `make serve`
+    config = WebConfig(data_dir, settings, security, max_upload_bytes=max_upload, samples=samples)
+    app = create_app(config)
     runner = web.AppRunner(app, access_log_format='%a "%r" %s %b %Tfs')
     await runner.setup()
     stop = asyncio.Event()

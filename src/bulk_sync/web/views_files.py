@@ -59,6 +59,7 @@ async def index(request: web.Request) -> web.Response:
             "max_upload": request.app[CONFIG].max_upload_bytes,
             "accepted": ",".join(ACCEPTED_EXTENSIONS),
             "live": request.app[RUNS].live,
+            "samples": request.app[CONFIG].samples,
         },
     )
 

@@ -306,7 +306,7 @@ def _cell_styles_slow(sheet_xml: bytes, wanted: set[int]) -> list[tuple[bytes, b
 # --------------------------------------------------------------------------- sparse sheets
 
 _LAST_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\br="(\d{1,7})"')
-_WIDE_REF = re.compile(rb'<(?:\w+:)?c\b[^>]*?\br="([A-Z]{2,3})\d')
+_WIDE_REF = re.compile(rb' r="([A-Z]{2,3})\d')  # (row tags have digits only)
 
 
 def sheet_extent(sheet_xml: bytes) -> tuple[int, int, int]:
@@ -318,10 +318,16 @@ def sheet_extent(sheet_xml: bytes) -> tuple[int, int, int]:
     rows = int(last.group(1)) if last else cells
     for m in re.finditer(rb'\br="[A-Z]{1,3}(\d{1,7})"', sheet_xml[max(tail, 0) :]):
         rows = max(rows, int(m.group(1)))
-    columns = 26
     wide = {m.group(1) for m in _WIDE_REF.finditer(sheet_xml)}
     if wide:
         columns = max(column_index(w.decode()) + 1 for w in wide)
+    else:  # only columns A-Z: the last letter used
+        letters = set(re.findall(rb'<c r="([A-Z])', sheet_xml[-(1 << 20) :]))
+        letters |= set(re.findall(rb'<c r="([A-Z])', sheet_xml[: 1 << 20]))
+        columns = max((column_index(x.decode()) + 1 for x in letters), default=1)
+        if columns < 26:  # a farther letter elsewhere (rare): one scan finds them
+            beyond = re.findall(rb'<c r="([' + bytes([65 + columns]) + rb"-Z])", sheet_xml)
+            columns = max((column_index(x.decode()) + 1 for x in set(beyond)), default=columns)
     return cells, rows, columns
 
 

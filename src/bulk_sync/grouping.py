@@ -205,8 +205,8 @@ def group(
     used = np.flatnonzero(first < n)
     ranked = used[np.argsort(first[used], kind="stable")]
     del first, used
-    rank = np.empty(cid_count, dtype=np.int64)
-    rank[ranked] = np.arange(len(ranked))
+    rank = np.empty(cid_count, dtype=np.int32)
+    rank[ranked] = np.arange(len(ranked), dtype=np.int32)
     by_rank = rank[cv]
     del rank, cv
     if len(by_rank) > 1 and not bool(np.all(by_rank[1:] >= by_rank[:-1])):
@@ -218,8 +218,10 @@ def group(
     del valid
 
     attr_codes, attr_count = _codes(rows.attributes)
-    key = by_rank * max(attr_count, 1) + attr_codes[pair_rows]
-    del attr_codes
+    span = max(attr_count, 1)
+    key_type = np.int32 if len(ranked) * span < 2**31 else np.int64
+    key = by_rank.astype(key_type) * key_type(span) + attr_codes[pair_rows].astype(key_type)
+    del attr_codes, ranked
     sorted_key = np.sort(key, kind="stable")
     repeated = sorted_key[1:] == sorted_key[:-1]
     if not repeated.any():

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pac  # type: ignore[import-untyped]
 
 from bulk_sync.columns import IntColumn, TextColumn, int_array, text_arrow
 from bulk_sync.errors import ConfigError
@@ -93,14 +94,14 @@ def select_rows(table: Table, keep: Any) -> Table:
     position = np.cumsum(keep) - 1  # new local index of each kept row
     labels: Any = table.value_columns
     if len(labels):
-        labels = TextColumn(text_arrow(labels).filter(mask))
+        labels = TextColumn(pac.filter(text_arrow(labels), mask))
     return Table(
         source=table.source,
         sheet=table.sheet,
         rows=IntColumn(int_array(table.rows)[keep]),
-        customer_ids=TextColumn(text_arrow(table.customer_ids).filter(mask)),
-        attributes=TextColumn(text_arrow(table.attributes).filter(mask)),
-        values=TextColumn(text_arrow(table.values).filter(mask)),
+        customer_ids=TextColumn(pac.filter(text_arrow(table.customer_ids), mask)),
+        attributes=TextColumn(pac.filter(text_arrow(table.attributes), mask)),
+        values=TextColumn(pac.filter(text_arrow(table.values), mask)),
         headers=table.headers,
         value_columns=labels,
         defects=tuple((int(position[k]), c, m) for k, c, m in table.defects if keep[k]),

@@ -21,7 +21,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.compute as pac  # type: ignore[import-untyped]
 import pyarrow.csv as pacsv  # type: ignore[import-untyped]
 
-from bulk_sync.columns import IntColumn, TextColumn
+from bulk_sync.columns import IntColumn, TextColumn, release_memory
 from bulk_sync.errors import InputError
 from bulk_sync.loading.container import BINARY_RATIO, content_kind, control_ratio
 from bulk_sync.loading.layout import (
@@ -324,7 +324,7 @@ def load_delimited(data: bytes | BinaryIO, source: str, ext: str, options: LoadO
             fast = _read_arrow(src, delimiter, layout, source, options)
         # The parser's blocks are gone: hand their pages back to the OS now rather than
         # keep them through validation, grouping and upload.
-        pa.default_memory_pool().release_unused()
+        release_memory()
         if isinstance(fast, Table):
             return fast
     raw = src.read_all()
@@ -486,6 +486,8 @@ def _read_arrow(
             last_field = batch.column(names[width - 1])[-1].as_py()
             columns = [batch.column(names[j]).slice(first) for j in needed]
             _keep_batch(kept, columns, base, limit, options, wide)
+            del batch, columns
+            release_memory()  # the parser's block is freed: give its pages back now
     except pa.ArrowInvalid as exc:
         return _UTF8_ERROR if "UTF8" in str(exc) else None
     except (pa.ArrowException, ValueError, TypeError):
@@ -567,7 +569,7 @@ def _keep_batch(
             mask = owned if mask is None else mask & owned
     if mask is not None and not mask.all():
         selector = pa.array(mask)
-        trimmed = [c.filter(selector) for c in trimmed]
+        trimmed = [pac.filter(c, selector) for c in trimmed]
     else:
         mask = None
     for chunks, column in zip(kept.columns, trimmed, strict=True):

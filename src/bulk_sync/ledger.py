@@ -26,6 +26,7 @@ import pyarrow.compute as pac  # type: ignore[import-untyped]
 
 from bulk_sync.columns import IntColumn
 from bulk_sync.models import Rows, Status, Table
+from bulk_sync.report_columns import LineColumns
 
 __all__ = ["STATUSES", "Ledger"]
 
@@ -170,30 +171,70 @@ class Ledger:
             out.append(self.line_of(i, table, local, cids[k], attributes[k], values[k]))
         return out
 
-    def lines(self) -> Iterator[tuple[object, ...]]:
-        """Every report line, in input order, made a chunk at a time."""
-        rows = self.rows
-        texts = np.array(self._texts, dtype=object)
-        status_texts = np.array(_TEXT, dtype=object)
-        for table, offset in zip(rows.tables, rows.offsets, strict=True):
+    def lines(self) -> LedgerLines:
+        """Every report line, in input order (an iterable made a chunk at a time, which
+        the CSV writer also takes as columns)."""
+        return LedgerLines(self)
+
+    def _chunks(self) -> Iterator[tuple[Table, int, int, int, int]]:
+        """(table, local start, local stop, global start, global stop) of every chunk."""
+        for table, offset in zip(self.rows.tables, self.rows.offsets, strict=True):
             for start in range(0, len(table), _CHUNK):
                 stop = min(start + _CHUNK, len(table))
-                a, b = offset + start, offset + stop
-                http = self.http[a:b].astype(object)
-                http[http == 0] = None
-                yield from zip(
-                    repeat(table.source),
-                    repeat(table.sheet),
-                    _numbers(table.rows, start, stop),
-                    rows.customer_ids.pylist(a, b),
-                    rows.attributes.pylist(a, b),
-                    rows.values.pylist(a, b),
-                    status_texts[self.status[a:b]].tolist(),
-                    http.tolist(),
-                    texts[self.error[a:b]].tolist(),
-                    self.attempts[a:b].tolist(),
-                    strict=False,  # repeat() is endless; the other columns are equal
-                )
+                yield table, start, stop, offset + start, offset + stop
+
+
+class LedgerLines:
+    """The report lines of a :class:`Ledger`: iterated as tuples (XLSX writer, tests) or
+    taken as :class:`~bulk_sync.report_columns.LineColumns` chunks (CSV writer)."""
+
+    __slots__ = ("ledger",)
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def __iter__(self) -> Iterator[tuple[object, ...]]:
+        ledger = self.ledger
+        rows = ledger.rows
+        texts = np.array(ledger._texts, dtype=object)
+        status_texts = np.array(_TEXT, dtype=object)
+        for table, start, stop, a, b in ledger._chunks():
+            http = ledger.http[a:b].astype(object)
+            http[http == 0] = None
+            yield from zip(
+                repeat(table.source),
+                repeat(table.sheet),
+                _numbers(table.rows, start, stop),
+                rows.customer_ids.pylist(a, b),
+                rows.attributes.pylist(a, b),
+                rows.values.pylist(a, b),
+                status_texts[ledger.status[a:b]].tolist(),
+                http.tolist(),
+                texts[ledger.error[a:b]].tolist(),
+                ledger.attempts[a:b].tolist(),
+                strict=False,  # repeat() is endless; the other columns are equal
+            )
+
+    def column_chunks(self) -> Iterator[LineColumns]:
+        ledger = self.ledger
+        rows = ledger.rows
+        for table, start, stop, a, b in ledger._chunks():
+            yield LineColumns(
+                source=table.source,
+                sheet=table.sheet,
+                rows=np.asarray(_numbers(table.rows, start, stop), dtype=np.int64)
+                if not isinstance(table.rows, IntColumn)
+                else table.rows.array[start:stop],
+                customer_ids=rows.customer_ids.arrow.slice(a, b - a),
+                attributes=rows.attributes.arrow.slice(a, b - a),
+                values=rows.values.arrow.slice(a, b - a),
+                status=ledger.status[a:b],
+                status_texts=_TEXT,
+                http=ledger.http[a:b],
+                errors=ledger.error[a:b],
+                error_texts=ledger._texts,
+                attempts=ledger.attempts[a:b],
+            )
 
 
 def _numbers(numbers: Any, start: int, stop: int) -> list[int]:

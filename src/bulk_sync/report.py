@@ -157,7 +157,13 @@ def write_report(
     if suffix == ".csv":
         if summary is not None:
             _write_meta(meta_path_for(path), summary)
-        atomic_write(path, lambda f: _write_csv(f, cast(Iterable[_Line], lines)))
+        chunks = getattr(lines, "column_chunks", None)
+        if chunks is not None:  # columns (a run's ledger): written a chunk at a time
+            from bulk_sync.report_columns import write_csv_columns
+
+            atomic_write(path, lambda f: write_csv_columns(f, chunks()))
+        else:
+            atomic_write(path, lambda f: _write_csv(f, cast(Iterable[_Line], lines)))
     elif suffix == ".xlsx":
         twin = twin_path_for(path).name
 

@@ -380,7 +380,8 @@ def _requests(maps: Maps, max_pairs: int | None) -> int:
     return int(((sizes + max_pairs - 1) // max_pairs).sum())
 
 
-def load_options(settings: Settings) -> LoadOptions:
+def load_options(settings: Settings, shard: Shard | None = None) -> LoadOptions:
+    """How to read the inputs; with ``shard``, only that shard's rows are kept."""
     return LoadOptions(
         encoding=settings.encoding,
         delimiter=settings.delimiter,
@@ -389,6 +390,7 @@ def load_options(settings: Settings) -> LoadOptions:
         wide=settings.wide,
         columns=dict(settings.columns),
         cells=settings.cells,
+        shard=shard,
     )
 
 
@@ -837,7 +839,8 @@ async def _sync_checked(
     # fail early (exit 2) if it cannot be read, or was made against another API
     if resume_path is not None and accepted_rows(resume_path):
         check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
-    options = load_options(settings)
+    # With a shard, the CSV reader drops the other shards' rows as it reads.
+    options = load_options(settings, shard)
     tables = [
         table
         for p in paths

@@ -39,7 +39,10 @@ log = logging.getLogger("bulk_sync.loading")
 
 _SAMPLE_BYTES = 64 * 1024
 _BLOCK = 16 * MiB  # bytes read at a time from a file by the scans
-_ARROW_BLOCK = 4 * MiB  # bytes parsed at a time by pyarrow (a batch of rows)
+# Bytes parsed at a time by pyarrow (a batch of rows). pyarrow's streaming reader reads
+# about 36 blocks ahead as soon as it opens: 1 MiB blocks hold that to ~40 MB (4 MiB
+# blocks: 145 MB) at the same speed (bench figures in docs/benchmarks.md).
+_ARROW_BLOCK = 1 * MiB
 _SNIFF_RECORDS = 1000
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -425,7 +428,7 @@ class _Batches:
     """The kept rows of every batch, in compact columns."""
 
     columns: list[list[Any]]  # per needed column, its chunks (trimmed Arrow strings)
-    records: list[tuple[int, Any]]  # per batch: first data record, kept mask (None: all)
+    records: list[Any]  # per batch: data records kept (int32 array), or (first, count): all
     too_long: dict[int, tuple[int, int]]  # needed column -> (data record, characters), first
 
 
@@ -449,12 +452,13 @@ def _read_arrow(
     kept = _Batches([[] for _ in needed], [], {})
     limit = options.max_cell_chars
     records = 0  # header included
+    batches = 0
     last_field = ""
     try:
         reader = pacsv.open_csv(
             src.arrow(),
             read_options=pacsv.ReadOptions(
-                column_names=names, block_size=_ARROW_BLOCK, use_threads=False
+                column_names=names, block_size=_ARROW_BLOCK, use_threads=True
             ),
             parse_options=pacsv.ParseOptions(
                 delimiter=delimiter,
@@ -487,7 +491,9 @@ def _read_arrow(
             columns = [batch.column(names[j]).slice(first) for j in needed]
             _keep_batch(kept, columns, base, limit, options, wide)
             del batch, columns
-            release_memory()  # the parser's block is freed: give its pages back now
+            batches += 1
+            if batches % 16 == 0:
+                release_memory()  # the parser's blocks are freed: give their pages back
     except pa.ArrowInvalid as exc:
         return _UTF8_ERROR if "UTF8" in str(exc) else None
     except (pa.ArrowException, ValueError, TypeError):
@@ -570,27 +576,27 @@ def _keep_batch(
     if mask is not None and not mask.all():
         selector = pa.array(mask)
         trimmed = [pac.filter(c, selector) for c in trimmed]
+        kept.records.append((np.flatnonzero(mask) + base).astype(np.int32))
     else:
-        mask = None
+        kept.records.append((base, n))
     for chunks, column in zip(kept.columns, trimmed, strict=True):
         chunks.append(column)
-    kept.records.append((base, mask if mask is not None else n))
 
 
-def _row_numbers(batches: list[tuple[int, Any]], data_records: int, line_numbers: Any) -> Any:
+def _row_numbers(batches: list[Any], data_records: int, line_numbers: Any) -> Any:
     """The spreadsheet row of every kept row: a range when nothing was dropped and the
-    records are lines 2, 3, ...; else a numpy array."""
-    if line_numbers is None and all(not isinstance(m, np.ndarray) for _, m in batches):
+    records are lines 2, 3, ...; else a numpy array (4 bytes a row)."""
+    if line_numbers is None and all(isinstance(b, tuple) for b in batches):
         return range(2, data_records + 2)
-    parts = []
-    for base, mask in batches:
-        if isinstance(mask, np.ndarray):
-            parts.append(base + np.flatnonzero(mask))
-        else:
-            parts.append(np.arange(base, base + mask))
-    index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-    numbers = index + 2 if line_numbers is None else np.asarray(line_numbers)[index + 1]
-    return IntColumn(numbers.astype(np.int32 if data_records < 2**31 - 2 else np.int64))
+    parts = [
+        np.arange(b[0], b[0] + b[1], dtype=np.int32) if isinstance(b, tuple) else b for b in batches
+    ]
+    index = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    del parts
+    if line_numbers is None:
+        index += 2
+        return IntColumn(index)
+    return IntColumn(np.asarray(line_numbers)[index + 1].astype(np.int32))
 
 
 def _chunked(chunks: list[Any]) -> Any:

@@ -89,10 +89,14 @@ def write_csv_columns(out: IO[bytes], chunks: Iterable[LineColumns]) -> None:
 
 
 def _field(text: str) -> str:
-    """One CSV field as ``csv.QUOTE_MINIMAL`` writes it (the report's dialect)."""
+    """One CSV field as ``csv.QUOTE_MINIMAL`` writes it (the report's dialect), then as
+    the line writer's ``backslashreplace`` encodes it: a lone surrogate (a file name
+    that is not UTF-8, say) becomes ``\\udcXX``. (Arrow strings cannot hold one.)"""
     if any(c in text for c in ',"\r\n'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+        text = '"' + text.replace('"', '""') + '"'
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _text_fields(column: Any) -> Any:

@@ -445,10 +445,10 @@ def test_the_same_api_is_recognised_however_its_url_is_written() -> None:
 # -- 11.14: a report read back by retry or --resume has the loader's zip-bomb guard ---------------
 
 
-def _report_bomb(path: Path, megabytes: int) -> Path:
-    """A small .xlsx shaped like a report whose shared strings unpack to ``megabytes``."""
+def _report_sheet_xml(*, dimension: str = "", extra: str = "") -> str:
+    """A report's sheet XML (inline strings): the header and one failed row, then ``extra``."""
     from bulk_sync.models import REPORT_COLUMNS
-    from test_bad_input import _NS, handmade_xlsx, millions_of_strings
+    from test_bad_input import _NS
 
     def inline(r: int, values: list[str]) -> str:
         cells = "".join(
@@ -457,12 +457,22 @@ def _report_bomb(path: Path, megabytes: int) -> Path:
         )
         return f'<row r="{r}">{cells}</row>'
 
-    sheet = (
-        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}><sheetData>'
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}>'
+        + (f'<dimension ref="{dimension}"/>' if dimension else "")
+        + "<sheetData>"
         + inline(1, list(REPORT_COLUMNS))
         + inline(2, ["in.csv", "", "2", "C1", "a", "1", "failed", "500", "boom", "5"])
+        + extra
         + "</sheetData></worksheet>"
     )
+
+
+def _report_bomb(path: Path, megabytes: int) -> Path:
+    """A small .xlsx shaped like a report whose shared strings unpack to ``megabytes``."""
+    from test_bad_input import handmade_xlsx, millions_of_strings
+
+    sheet = _report_sheet_xml()
     return handmade_xlsx(path, shared_strings=millions_of_strings(megabytes), sheet=sheet)
 
 
@@ -502,24 +512,12 @@ def test_a_report_declaring_a_cell_at_xfd1048576_is_refused_at_once(tmp_path: Pa
     import zipfile
 
     from bulk_sync.errors import InputError
-    from bulk_sync.models import REPORT_COLUMNS
     from bulk_sync.runner import retry_tables
-    from test_bad_input import _CT, _NS, _RELS, _WORKBOOK, _WORKBOOK_RELS
+    from test_bad_input import _CT, _RELS, _WORKBOOK, _WORKBOOK_RELS
 
-    def inline(r: int, values: list[str]) -> str:
-        cells = "".join(
-            f'<c r="{chr(65 + k)}{r}" t="inlineStr"><is><t>{v}</t></is></c>'
-            for k, v in enumerate(values)
-        )
-        return f'<row r="{r}">{cells}</row>'
-
-    sheet = (
-        f'<?xml version="1.0" encoding="UTF-8"?><worksheet {_NS}>'
-        '<dimension ref="A1:XFD1048576"/><sheetData>'
-        + inline(1, list(REPORT_COLUMNS))
-        + inline(2, ["in.csv", "", "2", "C1", "a", "1", "failed", "500", "boom", "5"])
-        + '<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>'
-        + "</sheetData></worksheet>"
+    sheet = _report_sheet_xml(
+        dimension="A1:XFD1048576",
+        extra='<row r="1048576"><c r="XFD1048576" t="inlineStr"><is><t>x</t></is></c></row>',
     )
     report = tmp_path / "old.xlsx"
     with zipfile.ZipFile(report, "w", zipfile.ZIP_DEFLATED) as z:

@@ -274,8 +274,11 @@ def permanent_part(args: argparse.Namespace) -> None:
 # ----------------------------------------------------------------------------- healthy
 
 
-def client_rate(base: str, mode: str, n: int, c: int, data: Path, code: Path | None) -> float:
-    """Requests a second of one bench/upload_client.py run (``code``: the package to use)."""
+def client_rate(
+    base: str, mode: str, n: int, c: int, data: Path, code: Path | None
+) -> tuple[float, float]:
+    """Requests a second, and CPU microseconds per request, of one bench/upload_client.py
+    run (``code``: the package to use)."""
     cmd = [PYTHON, str(BENCH / "upload_client.py"), mode, base]
     cmd += ["--requests", str(n), "--concurrency", str(c)]
     if mode == "sync":
@@ -283,8 +286,8 @@ def client_rate(base: str, mode: str, n: int, c: int, data: Path, code: Path | N
     env = dict(os.environ)
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    rate: float = run_child(cmd, timeout=600, env=env).json()["rate"]
-    return rate
+    result = run_child(cmd, timeout=600, env=env).json()
+    return float(result["rate"]), 1e6 * float(result["cpu_seconds"]) / n
 
 
 def healthy_part(args: argparse.Namespace, before: Path | None) -> None:
@@ -297,10 +300,12 @@ def healthy_part(args: argparse.Namespace, before: Path | None) -> None:
             ideal = c / latency
             data = make_csv(n, per=1)
             results: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
 
             def one(name: str, mode: str, code: Path | None) -> None:
-                rate = client_rate(base, mode, n, c, data, code)  # noqa: B023 - called at once
+                rate, us = client_rate(base, mode, n, c, data, code)  # noqa: B023 - called now
                 results.setdefault(name, []).append(rate)  # noqa: B023
+                cpu.setdefault(name, []).append(us)  # noqa: B023
 
             one("raw aiohttp (reference)", "aiohttp", None)
             for turn in range(2):  # alternate, so that drift hits both alike
@@ -314,17 +319,26 @@ def healthy_part(args: argparse.Namespace, before: Path | None) -> None:
                 mean = sum(rates) / len(rates)
                 rows.append(
                     [c, name, " / ".join(f"{r:,.0f}" for r in rates), f"{mean:,.0f}",
-                     f"{100 * mean / ideal:.1f}%"]
+                     f"{100 * mean / ideal:.1f}%", f"{min(cpu[name]):.0f}"]
                 )  # fmt: skip
             for what in ("Uploader + Client", "sync (everything)"):
                 b = results.get(f"{what}, before")
                 a = results.get(f"{what}, after")
                 if a and b:
                     ratio = (sum(a) / len(a)) / (sum(b) / len(b))
-                    rows.append([c, f"{what}: after / before", "", f"{ratio:.3f}", ""])
+                    cpu_ratio = min(cpu[f"{what}, after"]) / min(cpu[f"{what}, before"])
+                    rows.append(
+                        [c, f"{what}: after / before", "", f"{ratio:.3f}", "",
+                         f"{cpu_ratio:.3f}"]
+                    )  # fmt: skip
             print(f"  healthy, concurrency {c} done", file=sys.stderr, flush=True)
     print(f"\n## A healthy API, {latency * 1000:.0f} ms latency: before and after, alternated\n")
-    print(table(["concurrency", "client", "req/s (each run)", "mean", "of ideal"], rows))
+    print(
+        table(
+            ["concurrency", "client", "req/s (each run)", "mean", "of ideal", "CPU µs/req (best)"],
+            rows,
+        )
+    )
 
 
 def main() -> None:

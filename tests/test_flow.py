@@ -89,10 +89,18 @@ def test_a_window_that_is_not_full_does_not_grow() -> None:
     assert limiter.window == 17  # slow start: full, so it grows
 
 
-def test_the_caller_may_hold_the_window() -> None:
+def test_without_probing_the_window_grows_back_only_to_just_under_the_last_drop() -> None:
     limiter = Limiter(256, initial=16)
-    assert not limiter.on_success(sent_at=0.0, now=RTT, in_flight=16, may_grow=False)
-    assert limiter.window == 16
+    assert limiter.on_success(sent_at=0.0, now=RTT, in_flight=16, may_grow=False)
+    assert limiter.window == 17  # nothing refused yet: nothing known, so slow start goes on
+    limiter = Limiter(256, initial=50)
+    limiter.on_drop(sent_at=0.0, now=0.001)  # refused at 50: 45 now
+    now = 1.0
+    for _ in range(20):
+        for _ in range(limiter.window):
+            limiter.on_success(sent_at=now, now=now + RTT, in_flight=limiter.window, may_grow=False)
+        now += RTT
+    assert limiter.window == 49
 
 
 def test_a_drop_brings_the_window_down_to_what_is_still_on_the_wire() -> None:

@@ -41,7 +41,7 @@ from enum import Enum
 from typing import Final
 
 AUTO_CEILING: Final = 256  # the most requests ``--concurrency auto`` puts in flight
-AUTO_INITIAL: Final = 4  # where ``--concurrency auto`` starts (then slow start)
+AUTO_INITIAL: Final = 8  # where ``--concurrency auto`` starts: the default's load (then slow start)
 
 CLOSED: Final = "closed"
 OPEN: Final = "open"
@@ -77,16 +77,17 @@ class Limiter:
         self._smoothing = smoothing
         start = ceiling if initial is None else max(minimum, min(initial, ceiling))
         self._window = float(start)
+        self.window = start  # requests allowed in flight now (int(_window), kept in step)
         self._slow_start_until = float(ceiling)  # TCP's ssthresh
         self._last_decrease = -math.inf
+        self._known_limit = math.inf  # the window at which the last drop came
         self._baseline = _WindowedMin(baseline_period)
         self._smoothed: float | None = None
         self.decreases = 0  # how many times the window shrank (for tests and stats)
 
-    @property
-    def window(self) -> int:
-        """Requests allowed in flight now."""
-        return max(self.minimum, min(self.ceiling, int(self._window)))
+    def _set(self, window: float) -> None:
+        self._window = max(float(self.minimum), min(float(self.ceiling), window))
+        self.window = int(self._window)
 
     @property
     def at_minimum(self) -> bool:
@@ -101,10 +102,11 @@ class Limiter:
         self, *, sent_at: float, now: float, in_flight: int, may_grow: bool = True
     ) -> bool:
         """A clean answer, at ``now``, to a request sent at ``sent_at``; ``in_flight``:
-        requests on the wire when it came (itself included). ``may_grow=False`` holds
-        the window (the caller knows probing for more would not pay). True when the
-        window grew."""
-        latency = max(0.0, now - sent_at)
+        requests on the wire when it came (itself included). ``may_grow=False``: do not
+        probe above the capacity found so far (the caller knows a refusal would not pay);
+        the window still grows back to just under the window of the last drop. True when
+        the window grew."""
+        latency = now - sent_at if now > sent_at else 0.0
         self._baseline.add(now, latency)
         smoothed = self._smoothed
         smoothed = (
@@ -112,7 +114,7 @@ class Limiter:
         )
         self._smoothed = smoothed
         before = self.window
-        if before >= self.ceiling or not may_grow:
+        if before >= self.ceiling or (not may_grow and before + 1 >= self._known_limit):
             return False
         if in_flight < before:
             return False  # the window was not full: growing it would prove nothing
@@ -120,10 +122,9 @@ class Limiter:
         if baseline > 0 and smoothed > self._tolerance * baseline:
             return False  # answers are slowing down: the server is queueing
         if self._window < self._slow_start_until:
-            self._window = min(self._window + 1.0, self._slow_start_until)
+            self._set(min(self._window + 1.0, self._slow_start_until))
         else:
-            self._window += 1.0 / self._window
-        self._window = min(self._window, float(self.ceiling))
+            self._set(self._window + 1.0 / self._window)
         return self.window != before
 
     def on_drop(self, *, sent_at: float, now: float, in_flight: int | None = None) -> bool:
@@ -138,10 +139,11 @@ class Limiter:
         window)."""
         before = self._window
         if sent_at > self._last_decrease:
-            self._window = max(float(self.minimum), self._window * self._decrease)
+            self._known_limit = float(self.window)
+            self._set(self._window * self._decrease)
             self._last_decrease = now
         if in_flight is not None:
-            self._window = max(float(self.minimum), min(self._window, float(in_flight)))
+            self._set(min(self._window, float(in_flight)))
         if self._window == before:
             return False
         self._slow_start_until = self._window
@@ -152,7 +154,7 @@ class Limiter:
         """After an outage: slow start from the minimum back up to the window before it
         (doubling per round trip), then additive growth as usual."""
         self._slow_start_until = max(float(self.minimum), self._window)
-        self._window = float(self.minimum)
+        self._set(float(self.minimum))
         self._last_decrease = now  # answers to requests sent before now are stale
         self._smoothed = None
 
@@ -167,12 +169,13 @@ class _WindowedMin:
 
     def add(self, now: float, value: float) -> None:
         buckets = self._buckets
-        if buckets and now - buckets[-1][0] < self._bucket:
+        if buckets:
             start, low = buckets[-1]
-            if value < low:
-                buckets[-1] = (start, value)
-        else:
-            buckets.append((now, value))
+            if now - start < self._bucket:
+                if value < low:
+                    buckets[-1] = (start, value)
+                return
+        buckets.append((now, value))
         while buckets[0][0] <= now - self._period:
             buckets.popleft()
 

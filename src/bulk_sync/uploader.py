@@ -559,9 +559,13 @@ class Uploader:
         self.stats.by_status[200] = self.stats.by_status.get(200, 0) + 1
         tries.counted += 1
         now = self._clock()
-        self._limiter.on_success(
-            sent_at=sent_at, now=now, in_flight=busy, may_grow=self._worth_probing()
-        )
+        limiter = self._limiter
+        if limiter.window < limiter.ceiling:
+            limiter.on_success(
+                sent_at=sent_at, now=now, in_flight=busy, may_grow=self._worth_probing()
+            )
+        else:
+            limiter.on_success(sent_at=sent_at, now=now, in_flight=busy, may_grow=False)
         self._api_answered(customer_id, sent_at, now, probe)
         return result
 
@@ -620,10 +624,11 @@ class Uploader:
         return "unsure" if was_closed and change is None else "free"
 
     def _worth_probing(self) -> bool:
-        """Whether growing the window may still pay: probing above the API's capacity
-        costs the request that gets throttled its ``Retry-After``, which near the end of
-        the run is no longer hidden behind other work but becomes the run's tail. So the
-        window stops growing once what is left would be sent within twice that wait."""
+        """Whether probing above the capacity found so far may still pay: the request that
+        gets throttled pays its ``Retry-After``, which near the end of the run is no
+        longer hidden behind other work but becomes the run's tail. So once what is left
+        would be sent within twice that wait, the window only grows back to just under
+        the window of the last refusal."""
         if self._total is None or not self._longest_wait:
             return True
         left = self._total - self._finished
@@ -659,8 +664,13 @@ class Uploader:
     ) -> None:
         """An answer that shows the API is up: the breaker closes, and the 403 rule
         counts (a 403) or starts again (anything else)."""
-        down = self._breaker.unavailable_for(now)
-        change = self._breaker.on_success(now, probe=probe, sent_at=sent_at)
+        breaker = self._breaker
+        if exc is None and breaker.streak == 0 and breaker.state == CLOSED:
+            if self._forbidden:
+                self._forbidden.clear()
+            return  # the common case: nothing to change
+        down = breaker.unavailable_for(now)
+        change = breaker.on_success(now, probe=probe, sent_at=sent_at)
         if change is not None:
             self._unavailable_total += down
             self._limiter.restart(now)
@@ -716,7 +726,7 @@ class Uploader:
             probe = False
             if self._breaker.state != CLOSED:
                 probe = await self._breaker_permit(tries)
-            while (delay := self._resume_at - self._clock()) > 0:
+            while self._resume_at and (delay := self._resume_at - self._clock()) > 0:
                 await self._interruptible_sleep(delay)
             await self._take_slot()
             if self._breaker.state == CLOSED or probe:

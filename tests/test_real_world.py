@@ -201,3 +201,14 @@ def test_indented_ods_and_ods_without_mimetype_are_read() -> None:
                 z.writestr(info, source.read(info))
     (bare,) = load_bytes(out.getvalue(), "bare.ods")
     assert list(bare.values) == ["1"]
+
+
+def test_ods_percentages_and_zero_padded_ids_are_sent_as_shown() -> None:
+    pct = ("percentage", {"value": "0.125"}, "12.5%")
+    padded = ("float", {"value": "48929"}, "00048929")
+    data = ods_bytes(
+        [HEADER, [padded, "share", pct], ["c2", "plain", ("float", {"value": "3.5"}, "3.50")]]
+    )
+    (table,) = load_bytes(data, "book.ods")
+    assert list(table.customer_ids) == ["00048929", "c2"]
+    assert list(table.values) == ["12.5%", "3.5"]

@@ -128,6 +128,8 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
     try:
         names = _select_sheets(workbook, source, options)
         styles = _Styles(workbook, data if fmt in ("XLSX", "XLSM") else None)
+        if fmt == "ODS":
+            styles.ods = data
         tables: list[Table] = []
         skipped: list[str] = []
         for name in names:
@@ -445,6 +447,7 @@ class _Styles:
     far outside its data, its cells read sparsely."""
 
     def __init__(self, workbook: Any, data: WorkbookData | None) -> None:
+        self.ods: WorkbookData | None = None  # an ODS workbook: formats from its shown text
         self._xls = workbook if isinstance(workbook, xls.XlsBook) else None
         self._own = workbook if isinstance(workbook, ooxml.OwnBook) else None
         self._rich_strings: bool | None = None
@@ -523,6 +526,9 @@ class _Styles:
         return self._rich_strings
 
     def sheet(self, name: str) -> SheetFormats | None:
+        ods_data = self.ods
+        if ods_data is not None:
+            return SheetFormats(lambda columns: ods.cell_codes(ods_data, name, columns), False)
         book = self._xls
         if book is not None:
             return SheetFormats(lambda columns: book.formats(name, columns), book.date1904)
@@ -556,6 +562,8 @@ def sheet_texts(
     check_workbook_container(data, head, len(head), fmt, opts, path.name)
     workbook = _open_workbook(data, fmt)
     styles = _Styles(workbook, data if fmt in ("XLSX", "XLSM") else None)
+    if fmt == "ODS":
+        styles.ods = data
     out: dict[str, list[tuple[int, int, str]]] = {}
     worksheet = calamine.SheetTypeEnum.WorkSheet
     for meta in workbook.sheets_metadata:

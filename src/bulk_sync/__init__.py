@@ -13,15 +13,27 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["Client", "Settings", "Summary", "__version__", "sync", "sync_async"]
+__all__ = [
+    "Client",
+    "Frame",
+    "Settings",
+    "Summary",
+    "__version__",
+    "plan_frame",
+    "sync",
+    "sync_async",
+]
 
 if TYPE_CHECKING:
     from bulk_sync.client import Client
     from bulk_sync.config import Settings
+    from bulk_sync.frames import Frame, plan_frame
     from bulk_sync.runner import Summary, sync, sync_async
 
 _LAZY = {
     "Client": "bulk_sync.client",
+    "Frame": "bulk_sync.frames",
+    "plan_frame": "bulk_sync.frames",
     "Settings": "bulk_sync.config",
     "Summary": "bulk_sync.runner",
     "sync": "bulk_sync.runner",

@@ -100,6 +100,10 @@ class Ledger:
     def error_of(self, i: int) -> str:
         return self._texts[int(self.error[i])]
 
+    def texts(self) -> list[str]:
+        """The error texts, in code order (``error`` holds codes into this list)."""
+        return list(self._texts)
+
     def where(self, status: Status, error: str | None = None) -> Any:
         """Rows with ``status`` (and exactly ``error`` when given), as an index array."""
         mask = self.status == _CODE[status]

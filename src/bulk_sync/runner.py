@@ -14,6 +14,7 @@ appended to a journal beside the report, so even a ``kill -9`` leaves a record t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
@@ -41,6 +42,7 @@ from bulk_sync.events import (
 )
 from bulk_sync.files import lexists, show_path
 from bulk_sync.flow import Breaker
+from bulk_sync.frames import Frame, frame_name, frame_table, is_frame
 from bulk_sync.grouping import Maps, across_ids, group, split
 from bulk_sync.ledger import Ledger
 from bulk_sync.loading import LoadOptions, load, load_bytes
@@ -752,8 +754,76 @@ def check_base_url(settings: Settings, token: str | None = None) -> None:
 # -- library entry points ----------------------------------------------------------------
 
 
+Inputs = Any
+"""What :func:`sync_async` takes: a path, an :class:`InputBytes`, an in-memory table
+(:mod:`bulk_sync.frames`), or a sequence of them."""
+
+
+def _inputs(inputs: Inputs) -> list[Path | InputBytes | Frame]:
+    """Every input as a Path, InputBytes or named Frame, in order."""
+    if is_frame(inputs) or isinstance(inputs, str | Path | InputBytes):
+        inputs = [inputs]
+    count = sum(1 for x in inputs if is_frame(x))
+    out: list[Path | InputBytes | Frame] = []
+    position = 0
+    for x in inputs:
+        if is_frame(x):
+            position += 1
+            name = frame_name(x, position, count)
+            out.append(
+                dataclasses.replace(x, name=name) if isinstance(x, Frame) else Frame(x, name)
+            )
+        elif isinstance(x, InputBytes):
+            out.append(x)
+        else:
+            out.append(Path(x))
+    return out
+
+
+def _check_paths(paths: Sequence[Path | InputBytes | Frame]) -> None:
+    """The cheapest check first: a typo in a file name names the file."""
+    for p in paths:
+        if not isinstance(p, Path):
+            continue
+        if not p.exists():
+            raise InputError("file not found", source=str(p))
+        if p.is_dir():
+            raise InputError("is a folder, not a file", source=str(p))
+
+
+def _identity(p: Path | InputBytes | Frame) -> dict[str, object]:
+    if isinstance(p, InputBytes):
+        return bytes_identity(Path(p.name).name, p.data)
+    if isinstance(p, Frame):
+        return {"file": p.name, "bytes": None, "sha256": None}
+    return path_identity(p)
+
+
+def _load(
+    paths: Sequence[Path | InputBytes | Frame], settings: Settings, shard: Shard | None
+) -> list[Table]:
+    # With a shard, the CSV reader drops the other shards' rows as it reads.
+    options = load_options(settings, shard)
+    tables: list[Table] = []
+    for p in paths:
+        if isinstance(p, Frame):
+            tables.append(frame_table(p, p.name or "frame", options))
+        elif isinstance(p, InputBytes):
+            tables.extend(load_bytes(p.data, p.name, options))
+        else:
+            tables.extend(load([p], options))
+    return tables
+
+
+def load_inputs(inputs: Inputs, settings: Settings, shard: Shard | None = None) -> list[Table]:
+    """The tables of ``inputs`` (paths, bytes, frames), as a run loads them."""
+    paths = _inputs(inputs)
+    _check_paths(paths)
+    return _load(paths, settings, shard)
+
+
 async def sync_async(
-    inputs: Sequence[str | Path | InputBytes],
+    inputs: Inputs,
     settings: Settings | None = None,
     *,
     report: str | Path | None = None,
@@ -774,12 +844,16 @@ async def sync_async(
     """Load, validate, upload and report. Raises :class:`UsageError` (exit 2) before
     anything is sent when the command, config or input cannot be used.
 
+    ``inputs``: file paths, in-memory tables (a pandas ``DataFrame``, anything with
+    ``__arrow_c_stream__``, or a :class:`~bulk_sync.frames.Frame` naming one and mapping
+    its columns), or a list mixing them (:mod:`bulk_sync.frames`).
+
     ``resume`` is refused when it was made against another base URL (or does not say
     which) unless ``resume_any_url`` (:mod:`bulk_sync.provenance`).
 
     ``on_event`` follows the run (:mod:`bulk_sync.events`); setting ``stop`` stops it."""
     settings = settings or Settings()
-    paths = [p if isinstance(p, InputBytes) else Path(p) for p in inputs]
+    paths = _inputs(inputs)
     if not paths:
         raise UsageError("no input files given")
     resume_path = Path(resume) if resume is not None else None
@@ -798,7 +872,7 @@ async def sync_async(
 
 
 async def _sync_checked(
-    paths: list[Path | InputBytes],
+    paths: list[Path | InputBytes | Frame],
     settings: Settings,
     report_path: Path,
     *,
@@ -815,13 +889,7 @@ async def _sync_checked(
     resume_any_url: bool = False,
 ) -> Summary:
     resume_path = resume
-    for p in paths:  # the cheapest check first: a typo in a file name names the file
-        if isinstance(p, InputBytes):
-            continue
-        if not p.exists():
-            raise InputError("file not found", source=str(p))
-        if p.is_dir():
-            raise InputError("is a folder, not a file", source=str(p))
+    _check_paths(paths)
     if not dry_run and sender is None:
         check_base_url(settings)
         if token is None:
@@ -832,22 +900,11 @@ async def _sync_checked(
                 "(or run with --dry-run)"
             )
         check_base_url(settings, token)
-    input_files = [
-        bytes_identity(Path(p.name).name, p.data) if isinstance(p, InputBytes) else path_identity(p)
-        for p in paths
-    ]
+    input_files = [_identity(p) for p in paths]
     # fail early (exit 2) if it cannot be read, or was made against another API
     if resume_path is not None and accepted_rows(resume_path):
         check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
-    # With a shard, the CSV reader drops the other shards' rows as it reads.
-    options = load_options(settings, shard)
-    tables = [
-        table
-        for p in paths
-        for table in (
-            load_bytes(p.data, p.name, options) if isinstance(p, InputBytes) else load([p], options)
-        )
-    ]
+    tables = _load(paths, settings, shard)
     log.info(
         "read %d rows from %s",
         sum(len(t) for t in tables),
@@ -882,9 +939,7 @@ async def _sync_checked(
     )
 
 
-def sync(
-    inputs: Sequence[str | Path | InputBytes], settings: Settings | None = None, **kwargs: Any
-) -> Summary:
+def sync(inputs: Inputs, settings: Settings | None = None, **kwargs: Any) -> Summary:
     """Blocking form of :func:`sync_async` for scripts and schedulers."""
     return asyncio.run(sync_async(inputs, settings, **kwargs))
 

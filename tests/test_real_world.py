@@ -212,3 +212,12 @@ def test_ods_percentages_and_zero_padded_ids_are_sent_as_shown() -> None:
     (table,) = load_bytes(data, "book.ods")
     assert list(table.customer_ids) == ["00048929", "c2"]
     assert list(table.values) == ["12.5%", "3.5"]
+
+
+def test_a_damaged_workbook_is_refused_in_words_a_person_can_act_on() -> None:
+    garbage = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + random.Random(2).randbytes(4000)
+    with pytest.raises(InputError) as caught:
+        load_bytes(garbage, "broken.xls")
+    message = str(caught.value)
+    assert message.startswith("broken.xls: not a valid XLS workbook: the file is damaged")
+    assert "save it again" in message

@@ -42,7 +42,14 @@ def _calamine_error(exc: BaseException, fmt: str, source: str, sheet: str = "") 
     if isinstance(exc, calamine.PasswordError):
         return InputError(encryption.PROTECTED_MESSAGE, source=source)
     detail = str(exc).strip() or type(exc).__name__
-    return InputError(f"not a valid {fmt} workbook: {detail}", source=source, sheet=sheet)
+    if isinstance(exc, ValueError) and detail.startswith("its "):  # our reader's own words
+        return InputError(f"not a valid {fmt} workbook: {detail}", source=source, sheet=sheet)
+    return InputError(
+        f"not a valid {fmt} workbook: the file is damaged (the reader says: {detail}); if "
+        "Excel or LibreOffice opens it, save it again from there",
+        source=source,
+        sheet=sheet,
+    )
 
 
 OLD_EXCEL = (

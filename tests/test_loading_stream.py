@@ -71,6 +71,7 @@ def test_any_block_size_gives_the_tables_of_the_exact_reader(
     with monkeypatch.context() as m:
         m.setattr(delimited, "_BLOCK", 7)
         m.setattr(delimited, "_ARROW_BLOCK", 512)
+        m.setattr(delimited, "_WHOLE_READ", 0)
         streamed = load_file(path)
     exact = delimited._read_python_csv(data.decode("utf-8"), ",", "in.csv", LoadOptions(), "")
     assert _columns(streamed[0]) == _columns(whole[0]) == _columns(exact)
@@ -87,6 +88,7 @@ def test_a_well_formed_file_is_never_read_whole(
         raise AssertionError("the fast path read the whole file")
 
     monkeypatch.setattr(delimited._Source, "read_all", whole)
+    monkeypatch.setattr(delimited, "_WHOLE_READ", 0)  # files this small are read at once
     monkeypatch.setattr(delimited, "_BLOCK", 4096)
     monkeypatch.setattr(delimited, "_ARROW_BLOCK", 8192)
     (table,) = load_file(path)
@@ -108,6 +110,7 @@ def test_blank_lines_give_true_row_numbers_across_blocks(
     path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
     monkeypatch.setattr(delimited, "_BLOCK", 1000)
     monkeypatch.setattr(delimited, "_ARROW_BLOCK", 2048)
+    monkeypatch.setattr(delimited, "_WHOLE_READ", 0)
     (table,) = load_file(path)
     assert isinstance(table.rows, IntColumn)
     expected = [n for n, line in enumerate(lines, 1) if line][1:]

@@ -254,13 +254,17 @@ def _positions(mask: Any) -> Any:
 
 def _may_hold_controls(arrow: Any, *, allow_breaks: bool) -> bool:
     """Whether any string may hold a control character (C0, DEL, or C1 as UTF-8
-    ``C2 80``-``C2 9F``), judged on the raw UTF-8 bytes at memory speed."""
-    table = _C0_VALUE if allow_breaks else _C0
+    ``C2 80``-``C2 9F``), judged on the raw UTF-8 bytes at memory speed: the smallest
+    byte, then DEL, then the C2 lead byte (Latin-1 letters start with C3)."""
     for chunk in arrow.chunks:
         data = _utf8_bytes(chunk)
         if data is None or not len(data):
             continue
-        if table[data].any():
+        if data.min() < 0x20:
+            table = _C0_VALUE if allow_breaks else _C0
+            if table[data].any():
+                return True
+        if (data == 0x7F).any():
             return True
         lead = np.flatnonzero(data[:-1] == 0xC2)
         if len(lead):

@@ -43,6 +43,7 @@ _BLOCK = 16 * MiB  # bytes read at a time from a file by the scans
 # about 36 blocks ahead as soon as it opens: 1 MiB blocks hold that to ~40 MB (4 MiB
 # blocks: 145 MB) at the same speed (bench figures in docs/benchmarks.md).
 _ARROW_BLOCK = 1 * MiB
+_WHOLE_READ = 64 * MiB  # files up to this size are parsed whole (read_csv, all cores)
 _SNIFF_RECORDS = 1000
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
@@ -447,6 +448,8 @@ def _read_arrow(
     width = len(layout.header)
     needed = layout.needed
     names = [f"f{j}" for j in range(width)]
+    if src.size <= _WHOLE_READ and not isinstance(src.data, bytes | bytearray | memoryview):
+        src = _Source(src.read_all())  # small enough to read once, for the scan and pyarrow
     scan = _Scan.of(src)
     wide = bool(layout.attribute_columns)
     kept = _Batches([[] for _ in needed], [], {})
@@ -455,27 +458,40 @@ def _read_arrow(
     batches = 0
     last_field = ""
     try:
-        reader = pacsv.open_csv(
-            src.arrow(),
-            read_options=pacsv.ReadOptions(
-                column_names=names, block_size=_ARROW_BLOCK, use_threads=True
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=delimiter,
-                quote_char='"',
-                double_quote=True,
-                escape_char=False,
-                newlines_in_values=scan.has_quotes,
-                ignore_empty_lines=True,
-            ),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()),
-                include_columns=[names[j] for j in sorted({*needed, width - 1})],
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-                check_utf8=True,
-            ),
+        parse_options = pacsv.ParseOptions(
+            delimiter=delimiter,
+            quote_char='"',
+            double_quote=True,
+            escape_char=False,
+            newlines_in_values=scan.has_quotes,
+            ignore_empty_lines=True,
         )
+        convert_options = pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()),
+            include_columns=[names[j] for j in sorted({*needed, width - 1})],
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+            check_utf8=True,
+        )
+        reader: Any
+        if src.size <= _WHOLE_READ:
+            # A file this small is parsed at once, on every core (the streaming reader
+            # parses one block at a time); its table is gone once the rows are kept.
+            reader = pacsv.read_csv(
+                src.arrow(),
+                read_options=pacsv.ReadOptions(column_names=names, block_size=4 * MiB),
+                parse_options=parse_options,
+                convert_options=convert_options,
+            ).to_batches()
+        else:
+            reader = pacsv.open_csv(
+                src.arrow(),
+                read_options=pacsv.ReadOptions(
+                    column_names=names, block_size=_ARROW_BLOCK, use_threads=True
+                ),
+                parse_options=parse_options,
+                convert_options=convert_options,
+            )
         for batch in reader:
             if not batch.num_rows:
                 continue
@@ -553,7 +569,7 @@ def _keep_batch(
     n = len(columns[0])
     if not n:
         return
-    trimmed = [pac.utf8_trim_whitespace(c) for c in columns]
+    trimmed = [_trimmed(c) for c in columns]
     lengths = [pac.binary_length(c) for c in trimmed]
     for position, (column, length) in enumerate(zip(trimmed, lengths, strict=True)):
         if position in kept.too_long or pac.max(length).as_py() <= limit:
@@ -581,6 +597,39 @@ def _keep_batch(
         kept.records.append((base, n))
     for chunks, column in zip(kept.columns, trimmed, strict=True):
         chunks.append(column)
+
+
+def _trimmed(column: Any) -> Any:
+    """``column`` with leading and trailing whitespace removed from every string; the
+    column itself when no string starts or ends with a byte that may be whitespace (an
+    ASCII space or control, or any non-ASCII byte), found without copying it."""
+    data = _utf8_view(column)
+    if data is not None:
+        offsets, raw = data
+        starts, ends = offsets[:-1], offsets[1:]
+        filled = starts < ends
+        edges = np.concatenate((raw[starts[filled]], raw[ends[filled] - 1]))
+        if not len(edges) or not _MAY_BE_SPACE[edges].any():
+            return column
+    return pac.utf8_trim_whitespace(column)
+
+
+_MAY_BE_SPACE = np.zeros(256, dtype=np.bool_)
+_MAY_BE_SPACE[:0x21] = True  # ASCII controls and space (str.isspace: \t-\r, \x1c-\x1f, ' ')
+_MAY_BE_SPACE[0x80:] = True  # non-ASCII: U+0085, U+00A0, U+2000... are whitespace too
+
+
+def _utf8_view(column: Any) -> tuple[Any, Any] | None:
+    """(offsets, bytes) of a plain string array, as numpy views; None for other kinds."""
+    if column.type != pa.string() or column.null_count:
+        return None
+    buffers = column.buffers()
+    if buffers[2] is None:
+        return None
+    offsets = np.frombuffer(buffers[1], dtype=np.int32)[
+        column.offset : column.offset + len(column) + 1
+    ]
+    return offsets, np.frombuffer(buffers[2], dtype=np.uint8)
 
 
 def _row_numbers(batches: list[Any], data_records: int, line_numbers: Any) -> Any:

@@ -49,13 +49,15 @@ def test_drops_of_requests_sent_before_the_last_decrease_count_once() -> None:
     assert limiter.decreases == 1
 
 
-def test_after_a_drop_the_window_grows_by_about_one_per_round_trip() -> None:
-    limiter = Limiter(100)
-    limiter.on_drop(sent_at=0.0, now=0.0)  # 90, and additive growth from here
+def test_after_a_drop_the_window_grows_back_fast_to_just_under_then_one_per_round_trip() -> None:
+    limiter = Limiter(200, initial=100)
+    limiter.on_drop(sent_at=0.0, now=0.0)  # 90
     now = 1.0
+    now = serve_round(limiter, now)
+    assert limiter.window == 95  # slow start back to 95% of 100 in one round trip
     for _ in range(10):
         now = serve_round(limiter, now)
-    assert 99 <= limiter.window <= 100
+    assert 104 <= limiter.window <= 105  # then about one per round trip
 
 
 def test_auto_slow_starts_doubling_each_round_trip_until_the_first_drop() -> None:
@@ -69,7 +71,9 @@ def test_auto_slow_starts_doubling_each_round_trip_until_the_first_drop() -> Non
     limiter.on_drop(sent_at=now, now=now + 0.001)
     assert limiter.window == 115
     now = serve_round(limiter, now + 0.01)
-    assert limiter.window == 116  # additive from now on
+    assert limiter.window == 122  # back at once to 95% of where it was refused (121.6)...
+    now = serve_round(limiter, now)
+    assert limiter.window == 123  # ...then additive
 
 
 def test_the_window_never_goes_below_the_minimum() -> None:
@@ -121,7 +125,7 @@ def test_growth_stops_while_answers_are_much_slower_than_the_baseline() -> None:
     for _ in range(10):
         now = serve_round(limiter, now, latency=0.05)
     grown = limiter.window
-    assert grown == 38
+    assert grown == 40  # 28.8, at once 30.4 (95% of 32), then +1 a round trip
     for _ in range(20):  # the server starts queueing: 3x slower
         now = serve_round(limiter, now, latency=0.15)
     assert limiter.window <= grown + 2  # held, once the smoothed latency caught up

@@ -73,6 +73,7 @@ class Limiter:
         self.ceiling = ceiling
         self.minimum = minimum
         self._decrease = decrease
+        self._regain = (1.0 + decrease) / 2  # after a drop, slow start back to this share
         self._tolerance = latency_tolerance
         self._smoothing = smoothing
         start = ceiling if initial is None else max(minimum, min(initial, ceiling))
@@ -144,9 +145,12 @@ class Limiter:
             self._last_decrease = now
         if in_flight is not None:
             self._set(min(self._window, float(in_flight)))
+            self._known_limit = min(self._known_limit, float(in_flight + 1))
         if self._window == before:
             return False
-        self._slow_start_until = self._window
+        # Back quickly (one round trip, as in slow start) to just under where the API
+        # said no, then slowly above it (CUBIC's idea in its simplest form).
+        self._slow_start_until = max(self._window, self._regain * self._known_limit)
         self.decreases += 1
         return True
 

@@ -14,7 +14,8 @@ Reno's rules) under a ceiling (``--concurrency N``, or 256 for ``auto``):
   the window never stays above the requests still on the wire when a drop comes back;
 - a clean answer adds ``1/window`` (one request per round trip's worth of answers), or
   1 during slow start (doubling per round trip), which runs from a low start until the
-  first overload signal, and again after an outage, back up to the window before it;
+  first overload signal, again after an outage, back up to the window before it, and
+  after a drop, back up to 95% of the window the API refused;
 - the window only grows while it is full (as many requests on the wire as it allows when
   the request was sent: a window not used proves nothing, and requests waiting out a
   ``Retry-After`` must not let it creep back up), and while answers are not much

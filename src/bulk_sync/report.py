@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 JOURNAL_SUFFIX = ".journal.jsonl"
+# json.dumps(..., ensure_ascii=False) builds an encoder per call; a journal line is
+# written per row sent (20M for a big migration): one encoder, the same text.
+_JOURNAL_ENCODE = json.JSONEncoder(ensure_ascii=False).encode
 META_SUFFIX = ".meta.json"  # beside a CSV report: what the XLSX's summary sheet holds
 _META_LIMIT = 1 << 20  # bytes of a sidecar or journal header read back
 JOURNAL_VERSION = 1
@@ -538,14 +541,14 @@ class Journal:
         """Record finished lines (the 10 report fields each, values unescaped)."""
         if not lines:
             return
-        dumps = json.dumps
+        encode = _JOURNAL_ENCODE
         out = []
         for line in cast(Sequence[_Line], lines):
             if len(line) != len(REPORT_COLUMNS):
                 raise ValueError(f"a report line has {len(REPORT_COLUMNS)} fields, not {len(line)}")
             fields = list(line)
             fields[6] = _status_text(line[6])
-            out.append(dumps(fields, ensure_ascii=False))
+            out.append(encode(fields))
         out.append("")
         self._file.write("\n".join(out))
         self._file.flush()

@@ -17,7 +17,10 @@ process, peak RSS from ``os.wait4``:
   written), wall time of the whole command; the report's line count is checked;
 - ``shard``: the same dry run with ``--shard 0/4`` (``--shard-rows`` sizes);
 - ``sync``: a full sync against the emulator (its own process, zero latency,
-  ``--concurrency 32``), every row checked ``ok`` (``--sync-rows`` sizes).
+  ``--concurrency 32``), every row checked ``ok`` (``--sync-rows`` sizes);
+- ``alternative``: ``alt_partition.py``, the same dry run with the rows partitioned by
+  customer hash into ``--alt-parts`` spill files and planned one partition at a time
+  (``--alt-rows`` sizes); its report must be byte for byte the dry run's.
 
 ``--small`` sizes run the dry run and ``inner`` side by side with ``--baseline SRC``, a
 ``src`` folder of an earlier bulk_sync (e.g. ``git archive e133a47 src | tar -x -C
@@ -27,6 +30,8 @@ process, peak RSS from ``os.wait4``:
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -112,14 +117,13 @@ def cli(
         run = run_child(cmd, timeout=TIMEOUT, env=env, cwd=ROOT)
         if run.returncode not in (0, 1):
             raise RuntimeError(f"{cmd} failed ({run.returncode}): {run.stderr[-2000:]}")
-        with report.open("rb") as f:
-            lines = sum(chunk.count(b"\r\n") for chunk in iter(lambda: f.read(1 << 24), b"")) - 1
+        lines, digest = _count_and_hash(report)
         facts = json.loads(summary.read_text())
         if expect_ok and facts["counts"]["ok"] != facts["rows"]:
             raise RuntimeError(f"not every row ok: {facts['counts']}")
         peak = max(peak, run.maxrss_mb)
         if best is None or run.wall < best["wall"]:
-            best = {"wall": run.wall, "lines": lines, "summary": facts}
+            best = {"wall": run.wall, "lines": lines, "summary": facts, "sha256": digest}
         report.unlink()
         summary.unlink()
     assert best is not None
@@ -127,6 +131,33 @@ def cli(
     if best["lines"] > rows:
         raise RuntimeError(f"{best['lines']} report lines for {rows} rows")
     return best
+
+
+def _count_and_hash(report: Path) -> tuple[int, str]:
+    """Report lines (CRLF-terminated records, header excepted) and the file's SHA-256."""
+    digest = hashlib.sha256()
+    lines = 0
+    with report.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 24), b""):
+            digest.update(chunk)
+            lines += chunk.count(b"\r\n")
+    return lines - 1, digest.hexdigest()
+
+
+def alternative(path: Path, parts: int) -> dict[str, Any]:
+    """bench/alt_partition.py (partitions spilled to disk) on the same file."""
+    report = path.with_name(f"alt-{os.getpid()}.csv")
+    run = run_child(
+        [PYTHON, str(BENCH / "alt_partition.py"), str(path), "--parts", str(parts),
+         "--report", str(report), "--spill", str(path.parent)],
+        timeout=TIMEOUT,
+    )  # fmt: skip
+    result = run.json()
+    result["wall"] = run.wall
+    result["maxrss_mb"] = run.maxrss_mb
+    result["lines"], result["sha256"] = _count_and_hash(report)
+    report.unlink()
+    return result
 
 
 def mb(x: float) -> str:
@@ -139,6 +170,8 @@ def main() -> None:
     parser.add_argument("--sync-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--shard-rows", type=int, nargs="*", default=[20_000_000])
     parser.add_argument("--inner-rows", type=int, nargs="*", default=[1_000_000])
+    parser.add_argument("--alt-rows", type=int, nargs="*", default=[20_000_000])
+    parser.add_argument("--alt-parts", type=int, nargs="*", default=[4, 8])
     parser.add_argument("--small", type=int, nargs="*", default=[])
     parser.add_argument("--baseline", type=Path, default=None)
     parser.add_argument("--repeat", type=int, default=3)
@@ -179,6 +212,7 @@ def _small(folder: Path, args: argparse.Namespace) -> None:
 
 def _large(folder: Path, args: argparse.Namespace) -> None:
     out: list[list[object]] = []
+    peaks: dict[str, list[tuple[int, float]]] = {}
     for n in args.rows:
         t = time.perf_counter()
         path = write_csv(folder / f"rows-{n}.csv", n)
@@ -200,11 +234,20 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
                  f"{mine['seconds'] / ref['seconds']:.1f}x the reference"]
             )  # fmt: skip
         dry = cli(path, n, "--dry-run", repeat=repeat)
-        per_row = (dry["maxrss_mb"] * 1e6) / n
+        peaks.setdefault("dry run", []).append((n, dry["maxrss_mb"]))
         out.append(
             [label, "sync --dry-run, CSV report", f"{dry['wall']:.1f} s", mb(dry["maxrss_mb"]),
-             f"{dry['lines']:,} report lines; {per_row:.0f} B/row all in"]
+             f"{dry['lines']:,} report lines"]
         )  # fmt: skip
+        for parts in args.alt_parts if n in args.alt_rows else ():
+            alt = alternative(path, parts)
+            same = "the same bytes" if alt["sha256"] == dry["sha256"] else "REPORT DIFFERS"
+            out.append(
+                [label, f"alternative: {parts} partitions spilled to disk (alt_partition.py)",
+                 f"{alt['wall']:.1f} s", mb(alt["maxrss_mb"]),
+                 f"{alt['spilled_mb']:,.0f} MB spilled; partition {alt['partition']:.1f} s, "
+                 f"plan {alt['plan']:.1f} s, merge {alt['merge']:.1f} s; report: {same}"]
+            )  # fmt: skip
         if n in args.shard_rows:
             shard = cli(path, n, "--dry-run", "--shard", "0/4", repeat=repeat)
             share = shard["maxrss_mb"] / dry["maxrss_mb"]
@@ -219,6 +262,7 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
                     "--allow-insecure-http", token=TOKEN, expect_ok=True,
                 )  # fmt: skip
             s = full["summary"]
+            peaks.setdefault("full sync", []).append((n, full["maxrss_mb"]))
             out.append(
                 [label, "sync against the emulator (zero latency)", f"{full['wall']:.1f} s",
                  mb(full["maxrss_mb"]),
@@ -227,6 +271,15 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
         path.unlink()
     print("\n## Migration sizes (each line its own process; peak RSS from wait4)\n")
     print(table(["rows (file)", "what", "time", "peak RSS", "notes"], out))
+    growth: list[list[object]] = []
+    for what, points in peaks.items():
+        for (n1, p1), (n2, p2) in itertools.pairwise(points):
+            per_row = (p2 - p1) * 1e6 / (n2 - n1)
+            floor = p1 - per_row * n1 / 1e6
+            growth.append([what, f"{n1:,} -> {n2:,}", f"{per_row:.0f} bytes", mb(floor)])
+    if growth:
+        print("\n## Peak memory per row (slope between sizes) and the floor it implies\n")
+        print(table(["run", "rows", "per row", "floor (intercept)"], growth))
 
 
 if __name__ == "__main__":

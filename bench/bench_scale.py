@@ -18,6 +18,7 @@ process, peak RSS from ``os.wait4``:
 - ``shard``: the same dry run with ``--shard 0/4`` (``--shard-rows`` sizes);
 - ``sync``: a full sync against the emulator (its own process, zero latency,
   ``--concurrency 32``), every row checked ``ok`` (``--sync-rows`` sizes);
+- ``shard sync``: the full sync of ``--shard 0/4`` (``--shard-sync-rows`` sizes);
 - ``alternative``: ``alt_partition.py``, the same dry run with the rows partitioned by
   customer hash into ``--alt-parts`` spill files and planned one partition at a time
   (``--alt-rows`` sizes); its report must be byte for byte the dry run's.
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--shard-rows", type=int, nargs="*", default=[20_000_000])
     parser.add_argument("--inner-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--alt-rows", type=int, nargs="*", default=[20_000_000])
+    parser.add_argument("--shard-sync-rows", type=int, nargs="*", default=[])
     parser.add_argument("--alt-parts", type=int, nargs="*", default=[4, 8])
     parser.add_argument("--small", type=int, nargs="*", default=[])
     parser.add_argument("--baseline", type=Path, default=None)
@@ -256,11 +258,24 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
                 [label, "sync --dry-run --shard 0/4", f"{shard['wall']:.1f} s",
                  mb(shard["maxrss_mb"]), f"{shard['lines']:,} lines; {share:.0%} of unsharded"]
             )  # fmt: skip
+        if n in args.shard_sync_rows:
+            with emulator() as server:
+                part = cli(
+                    path, n, "--base-url", server.base_url, "--concurrency", "32",
+                    "--shard", "0/4", token=TOKEN, expect_ok=True,
+                )  # fmt: skip
+            s = part["summary"]
+            out.append(
+                [label, "sync --shard 0/4 against the emulator", f"{part['wall']:.1f} s",
+                 mb(part["maxrss_mb"]),
+                 f"{s['rows']:,} rows, {s['requests']:,} requests, "
+                 f"{s['requests'] / part['wall']:,.0f} req/s"]
+            )  # fmt: skip
         if n in args.sync_rows:
             with emulator() as server:
                 full = cli(
                     path, n, "--base-url", server.base_url, "--concurrency", "32",
-                    "--allow-insecure-http", token=TOKEN, expect_ok=True,
+                    token=TOKEN, expect_ok=True,
                 )  # fmt: skip
             s = full["summary"]
             peaks.setdefault("full sync", []).append((n, full["maxrss_mb"]))

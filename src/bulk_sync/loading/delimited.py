@@ -221,15 +221,18 @@ class _Source:
         self.data.seek(self.start + self.size - n)
         return self.data.read(n)
 
-    def blocks(self, size: int = _BLOCK) -> Iterator[bytes]:
+    def blocks(self, size: int = _BLOCK) -> Iterator[bytes | bytearray]:
+        """The bytes from ``start`` a block at a time. From a file, every full block is
+        the same buffer, refilled: a caller keeps nothing of it past its turn."""
         if isinstance(self.data, bytes | bytearray | memoryview):
             view = memoryview(self.data)
             for k in range(self.start, self.start + self.size, size):
                 yield bytes(view[k : min(k + size, self.start + self.size)])
             return
         self.data.seek(self.start)
-        while block := self.data.read(size):
-            yield block
+        buffer = bytearray(size)  # one buffer: no fresh pages to fault in for every block
+        while n := self.data.readinto(buffer):  # type: ignore[attr-defined]
+            yield buffer if n == size else buffer[:n]
 
     def read_all(self) -> bytes:
         if isinstance(self.data, bytes) and self.start == 0:
@@ -240,6 +243,12 @@ class _Source:
         """A pyarrow input stream over the bytes from ``start``."""
         if isinstance(self.data, bytes | bytearray | memoryview):
             return pa.BufferReader(pa.py_buffer(self.data).slice(self.start))
+        fd_path = f"/proc/self/fd/{self.data.fileno()}" if _has_fd(self.data) else ""
+        if fd_path and os.path.exists(fd_path):
+            # The very file already open, read by pyarrow's own (faster) file reader.
+            native = pa.OSFile(fd_path)
+            native.seek(self.start)
+            return native
         self.data.seek(self.start)
         return pa.PythonFile(self.data, mode="r")
 
@@ -392,13 +401,12 @@ class _Scan:
                 scan.leading_blank = block[:1] in (b"\n", b"\r")
             scan.has_quotes = scan.has_quotes or block.find(b'"') != -1
             scan.newlines += block.count(b"\n")
-            crs = block.count(b"\r")
-            if crs:
-                scan.crs += crs
+            if block.find(b"\r") != -1:  # find stops early; count reads every byte
+                scan.crs += block.count(b"\r")
                 scan.crlfs += block.count(b"\r\n")
             if previous == b"\r" and block[:1] == b"\n":
                 scan.crlfs += 1
-            previous = block[-1:]
+            previous = bytes(block[-1:])
         scan.ends_with_newline = previous == b"\n"
         return scan
 
@@ -419,7 +427,7 @@ def _blank_line_before_end(src: _Source) -> bool:
         found = [k for k in (block.find(p) for p in _BLANK_PAIRS) if k != -1]
         if found:
             return position + min(found) + 2 <= end
-        previous = block[-1:]
+        previous = bytes(block[-1:])
         position += len(block)
     return False
 
@@ -448,8 +456,6 @@ def _read_arrow(
     width = len(layout.header)
     needed = layout.needed
     names = [f"f{j}" for j in range(width)]
-    if src.size <= _WHOLE_READ and not isinstance(src.data, bytes | bytearray | memoryview):
-        src = _Source(src.read_all())  # small enough to read once, for the scan and pyarrow
     scan = _Scan.of(src)
     wide = bool(layout.attribute_columns)
     kept = _Batches([[] for _ in needed], [], {})

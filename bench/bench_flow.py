@@ -23,7 +23,10 @@ requests it had in flight at once).
   outage's start to the exit, rows failed; then ``--resume`` against the same API after
   it is back.
 - ``healthy``: ``--latency L`` without limits, at concurrency 8/32/128: the Uploader and a
-  whole ``sync`` of the code before (``--before``) and after, alternated, and raw aiohttp.
+  whole ``sync`` of the code before (``--before``) and after, alternated, and raw aiohttp;
+  with the client's CPU per request (user + system, timed part only).
+- ``overhead``: bench/uploader_overhead.py, the Uploader's own CPU per request over a
+  sender that answers at once, before and after: the cost of flow control alone.
 
 ``--before REV`` (default: the last commit before flow control) is extracted with
 ``git archive`` into bench/out/before-REV and imported through PYTHONPATH.
@@ -341,6 +344,32 @@ def healthy_part(args: argparse.Namespace, before: Path | None) -> None:
     )
 
 
+def overhead_part(args: argparse.Namespace, before: Path | None) -> None:
+    """The uploader's own CPU per request, before and after, alternated: what flow
+    control costs, apart from everything else that changed in the client since."""
+    rows: list[list[object]] = []
+    runs: dict[str, list[dict[str, float]]] = {}
+    order = [("before", before), ("after", None)]
+    for turn in range(3):
+        for label, code in order if turn % 2 == 0 else order[::-1]:
+            if label == "before" and code is None:
+                continue
+            env = dict(os.environ)
+            if code is not None:
+                env["PYTHONPATH"] = str(code)
+            child = run_child([PYTHON, str(BENCH / "uploader_overhead.py")], env=env)
+            runs.setdefault(label, []).append(child.json())
+    for c in ("8", "32", "128"):
+        best = {label: min(r[c] for r in results) for label, results in runs.items()}
+        row: list[object] = [c]
+        row += [f"{best[k]:.1f}" if k in best else "-" for k in ("before", "after")]
+        if "before" in best:
+            row.append(f"{best['after'] - best['before']:+.1f}")
+        rows.append(row)
+    print("\n## The uploader's own CPU per request (no network), best of 3 x 5 runs\n")
+    print(table(["concurrency", "before µs", "after µs", "difference µs"], rows))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=5000)
@@ -355,8 +384,8 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         nargs="+",
-        default=["capacity", "outage", "permanent", "healthy"],
-        choices=["capacity", "outage", "long", "permanent", "healthy"],
+        default=["capacity", "outage", "permanent", "healthy", "overhead"],
+        choices=["capacity", "outage", "long", "permanent", "healthy", "overhead"],
     )
     args = parser.parse_args()
     ensure_dirs()
@@ -375,6 +404,8 @@ def main() -> None:
         permanent_part(args)
     if "healthy" in args.parts:
         healthy_part(args, before)
+    if "overhead" in args.parts:
+        overhead_part(args, before)
     with open("/proc/loadavg") as f:
         print(f"\n# load average at the end: {' '.join(f.read().split()[:3])}")
     print(f"# bench_flow.py: {time.perf_counter() - started:.0f} s")

@@ -166,6 +166,10 @@ def test_a_permanent_outage_stops_at_max_outage_then_resume_sends_the_rest(
     assert doc["flow"]["breaker"] in ("open", "probing")
     logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any("API unavailable since" in d["message"] for d in logged)
+    opened = [d for d in logged if d.get("event") == "breaker" and d["state"] == "open"]
+    assert opened
+    assert opened[0]["next_try_in"] == 1.0
+    assert isinstance(opened[0]["unavailable_since"], float)
 
     wait_for(lambda: not down.state.in_outage())  # the API is back
     posts_before = dict(down.state.posts_by_customer)

@@ -696,13 +696,21 @@ class Uploader:
             self._since_wall = self._wall() - (now - breaker.unavailable_since)
             self.stats.breaker_openings += 1
         next_in = None if breaker.next_try_at is None else max(0.0, breaker.next_try_at - now)
+        since = self._since_wall
+        extra = {
+            "event": "breaker",
+            "state": breaker.state,
+            "unavailable_since": since,
+            "next_try_in": None if next_in is None else round(next_in, 1),
+            "reason": reason,
+        }
         if breaker.state == CLOSED:
             self._since_wall = None
-            log.warning("API available again (%s); sending resumes", reason)
+            log.warning("API available again (%s); sending resumes", reason, extra=extra)
         elif breaker.state == OPEN:
-            log.warning("%s (%s)", unavailable_text(self._since_wall, next_in), reason)
+            log.warning("%s (%s)", unavailable_text(since, next_in), reason, extra=extra)
         else:
-            log.info("%s: probing with one request", unavailable_text(self._since_wall, None))
+            log.info("%s: probing with one request", unavailable_text(since, None), extra=extra)
         self._signal_change()
         if self._on_event is not None:
             self._on_event(BreakerChanged(breaker.state, self._since_wall, next_in, reason))

@@ -537,9 +537,11 @@ class Uploader:
             result = await self._on_wire(customer_id, body, flight)
         except ApiError as exc:
             self._in_flight -= 1
-            self._release()
             tries.last = exc
-            verdict = self._observe(exc, customer_id, sent_at, probe)
+            try:
+                verdict = self._observe(exc, customer_id, sent_at, probe)
+            finally:
+                self._release()  # after the window has taken the refusal into account
             if verdict == "counted":
                 tries.counted += 1
             elif verdict == "unsure":
@@ -602,7 +604,8 @@ class Uploader:
             self.stats.throttled += 1
         at_minimum = self._limiter.at_minimum
         if _is_overload(exc):
-            self._limiter.on_drop(sent_at=sent_at, now=now, in_flight=self._in_flight)
+            # what still holds a place (this request's is given back just after)
+            self._limiter.on_drop(sent_at=sent_at, now=now, in_flight=self._held - 1)
         if isinstance(exc, RateLimited) or (
             isinstance(exc, RetriableError) and exc.retry_after is not None
         ):

@@ -119,27 +119,28 @@ class Cursor:
 
     def __init__(self, path: Path) -> None:
         self.reader = pa.ipc.open_stream(pa.OSFile(str(path)))
-        self.positions = np.zeros(0, dtype=np.int32)
-        self.status = np.zeros(0, dtype=np.uint8)
-        self.errors: list[str] = []
+        self.pending: Any = None  # a RecordBatch of results not handed out yet
         self.done = False
 
-    def take(self, stop: int) -> tuple[Any, Any, list[str]]:
-        """Results for positions below ``stop``."""
-        while not self.done and (not len(self.positions) or self.positions[-1] < stop):
-            try:
-                batch = self.reader.read_next_batch()
-            except StopIteration:
-                self.done = True
+    def take(self, stop: int) -> Any:
+        """Results (a RecordBatch) for positions below ``stop``."""
+        parts = []
+        while True:
+            if self.pending is None or not self.pending.num_rows:
+                if self.done:
+                    break
+                try:
+                    self.pending = self.reader.read_next_batch()
+                except StopIteration:
+                    self.done = True
+                    break
+            positions = self.pending.column(0).to_numpy()
+            cut = int(np.searchsorted(positions, stop))
+            parts.append(self.pending.slice(0, cut))
+            self.pending = self.pending.slice(cut)
+            if self.pending.num_rows:
                 break
-            self.positions = np.concatenate((self.positions, batch.column(0).to_numpy()))
-            self.status = np.concatenate((self.status, batch.column(1).to_numpy()))
-            self.errors.extend(batch.column(2).to_pylist())
-        cut = int(np.searchsorted(self.positions, stop))
-        out = (self.positions[:cut], self.status[:cut], self.errors[:cut])
-        self.positions, self.status = self.positions[cut:], self.status[cut:]
-        self.errors = self.errors[cut:]
-        return out
+        return pa.Table.from_batches(parts, schema=RESULT).combine_chunks()
 
 
 def merge(path: Path, parts: int, spill: Path, report: Path) -> None:
@@ -150,13 +151,13 @@ def merge(path: Path, parts: int, spill: Path, report: Path) -> None:
         position = 0
         for cid, attr, value in batches(path):
             n = len(cid)
+            taken = pa.concat_tables([c.take(position + n) for c in cursors]).combine_chunks()
+            where = taken.column("position").to_numpy() - position
             status = np.zeros(n, dtype=np.uint8)
+            status[where] = taken.column("status").to_numpy()
+            errors = taken.column("error").dictionary_encode().combine_chunks()
             error_codes = np.zeros(n, dtype=np.int32)
-            texts: dict[str, int] = {"": 0}
-            for cursor in cursors:
-                where, st, errors = cursor.take(position + n)
-                status[where - position] = st
-                error_codes[where - position] = [texts.setdefault(e, len(texts)) for e in errors]
+            error_codes[where] = errors.indices.to_numpy()
             yield LineColumns(
                 source=path.name,
                 sheet="",
@@ -168,7 +169,7 @@ def merge(path: Path, parts: int, spill: Path, report: Path) -> None:
                 status_texts=status_texts,
                 http=np.zeros(n, dtype=np.int16),
                 errors=error_codes,
-                error_texts=list(texts),
+                error_texts=errors.dictionary.to_pylist(),
                 attempts=np.zeros(n, dtype=np.int32),
             )
             position += n

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -45,13 +46,17 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
 
+import numpy as np
+
 from bulk_sync.errors import InputError, UsageError
 from bulk_sync.files import atomic_write, open_private
 from bulk_sync.models import REPORT_COLUMNS, ReportRow, Status
 
 __all__ = [
     "JOURNAL_SUFFIX",
+    "AcceptedKeys",
     "Journal",
+    "accepted_keys",
     "accepted_rows",
     "cut_note",
     "escape",
@@ -622,8 +627,64 @@ def accepted_rows(path: Path) -> set[tuple[str, str, str]]:
     (:func:`journal_path_for`) if that exists; a crash during the final write leaves
     the journal, a clean run may leave both. ``path`` ending in ``.jsonl`` is a
     journal and is read alone. Raises :class:`~bulk_sync.errors.InputError` if
-    nothing exists to read.
+    nothing exists to read. (A run resuming a big report uses :func:`accepted_keys`:
+    the same answer in 16 bytes a row.)
     """
+    return set(_accepted(path))
+
+
+class AcceptedKeys:
+    """What :func:`accepted_rows` says, kept as sorted 128-bit hashes of the triples:
+    16 bytes a row where a set of string triples takes about 250, so resuming a
+    20-million-row migration costs 320 MB, not 5 GB. ``(cid, attribute, value) in keys``
+    answers as the set would (a wrong answer needs two triples with the same 128-bit
+    BLAKE2b hash)."""
+
+    __slots__ = ("_high", "_low")
+
+    def __init__(self, digests: bytes | bytearray) -> None:
+        keys = np.frombuffer(bytes(digests), dtype=">u8").reshape(-1, 2)
+        order = np.lexsort((keys[:, 1], keys[:, 0]))
+        self._high = np.ascontiguousarray(keys[order, 0])
+        self._low = np.ascontiguousarray(keys[order, 1])
+
+    def __len__(self) -> int:
+        return len(self._high)
+
+    def __contains__(self, triple: object) -> bool:
+        if not isinstance(triple, tuple) or len(triple) != 3:
+            return False
+        return bool(self.contains([triple])[0])
+
+    def contains(self, triples: Sequence[tuple[str, str, str]]) -> Any:
+        """A numpy bool per triple: whether it is among the keys."""
+        if not triples:
+            return np.zeros(0, dtype=np.bool_)
+        keys = np.frombuffer(b"".join(map(_triple_key, triples)), dtype=">u8").reshape(-1, 2)
+        high, low = keys[:, 0], keys[:, 1]
+        start = np.searchsorted(self._high, high, side="left")
+        stop = np.searchsorted(self._high, high, side="right")
+        found = np.zeros(len(triples), dtype=np.bool_)
+        for k in np.flatnonzero(stop > start).tolist():  # equal high halves: compare the rest
+            found[k] = bool((self._low[start[k] : stop[k]] == low[k]).any())
+        return found
+
+
+def _triple_key(triple: tuple[str, str, str]) -> bytes:
+    cid, attribute, value = triple
+    text = f"{len(cid)}:{cid}{len(attribute)}:{attribute}{value}"
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def accepted_keys(path: Path) -> AcceptedKeys:
+    """:func:`accepted_rows` as :class:`AcceptedKeys` (the rows are never all held as text)."""
+    digests = bytearray()
+    for triple in _accepted(path):
+        digests += _triple_key(triple)
+    return AcceptedKeys(digests)
+
+
+def _accepted(path: Path) -> Iterator[tuple[str, str, str]]:
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
         sources = [path]
@@ -636,14 +697,12 @@ def accepted_rows(path: Path) -> set[tuple[str, str, str]]:
                 f"neither the report nor its journal {journal_path_for(path).name!r} exists",
                 source=str(path),
             )
-    done: set[tuple[str, str, str]] = set()
     ok, skipped = Status.OK, Status.SKIPPED
     for source in sources:
         for raw in _read_raw(source):
             status = raw[6]
             if status is ok or (status is skipped and raw[8].startswith("already")):
-                done.add((raw[3], raw[4], raw[5]))
-    return done
+                yield raw[3], raw[4], raw[5]
 
 
 def _read_raw(path: Path) -> Iterator[_Raw]:

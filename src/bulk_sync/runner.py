@@ -51,7 +51,7 @@ from bulk_sync.provenance import INPUT_FILES, bytes_identity, check_resume, path
 from bulk_sync.redaction import Redactor
 from bulk_sync.report import (
     Journal,
-    accepted_rows,
+    accepted_keys,
     cut_note,
     journal_path_for,
     read_report,
@@ -322,32 +322,39 @@ def plan(
 
     maps = grouped.maps
     if resume is not None:
-        done = accepted_rows(resume)
-        maps = _drop_pairs(
-            maps, ledger, lambda cid, p: (cid, p.attribute, p.value) in done, SKIP_RESUMED
-        )
+        keys = accepted_keys(resume)  # 16 bytes a row accepted, whatever the report's size
+
+        def resumed(items: Sequence[tuple[str, Pair]]) -> Any:
+            return keys.contains([(cid, p.attribute, p.value) for cid, p in items])
+
+        maps = _drop_pairs(maps, ledger, resumed, SKIP_RESUMED)
     if state is not None and not full:
-        maps = _drop_pairs(maps, ledger, state.is_synced, SKIP_UNCHANGED)
+
+        def unchanged(items: Sequence[tuple[str, Pair]]) -> list[bool]:
+            return [state.is_synced(cid, p) for cid, p in items]
+
+        maps = _drop_pairs(maps, ledger, unchanged, SKIP_UNCHANGED)
     return Plan(ledger, maps, tuple(problems), len(maps))
 
 
 def _drop_pairs(
     maps: Maps,
     ledger: Ledger,
-    done: Callable[[str, Pair], bool],
+    done: Callable[[Sequence[tuple[str, Pair]]], Sequence[bool]],
     note: str,
 ) -> Maps:
-    """``maps`` without the pairs ``done`` says are done; their rows become ``skipped``."""
+    """``maps`` without the pairs ``done`` says are done (asked a batch of maps at a
+    time); their rows become ``skipped``."""
     keep = np.ones(maps.pair_count, dtype=np.bool_)
     dropped: list[int] = []
     k = 0
     for batch in maps.batches():
-        for m in batch:
-            for p in m.pairs:
-                if done(m.customer_id, p):
-                    keep[k] = False
-                    dropped.extend(p.indices)
-                k += 1
+        items = [(m.customer_id, p) for m in batch for p in m.pairs]
+        for (_, p), is_done in zip(items, done(items), strict=True):
+            if is_done:
+                keep[k] = False
+                dropped.extend(p.indices)
+            k += 1
     ledger.mark(dropped, Status.SKIPPED, note)
     return maps.keep_pairs(keep)
 
@@ -902,7 +909,7 @@ async def _sync_checked(
         check_base_url(settings, token)
     input_files = [_identity(p) for p in paths]
     # fail early (exit 2) if it cannot be read, or was made against another API
-    if resume_path is not None and accepted_rows(resume_path):
+    if resume_path is not None and len(accepted_keys(resume_path)):
         check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
     tables = _load(paths, settings, shard)
     log.info(

@@ -19,6 +19,8 @@ process, peak RSS from ``os.wait4``:
 - ``sync``: a full sync against the emulator (its own process, zero latency,
   ``--concurrency 32``), every row checked ``ok`` (``--sync-rows`` sizes);
 - ``shard sync``: the full sync of ``--shard 0/4`` (``--shard-sync-rows`` sizes);
+- ``resume``: a dry run resuming the full sync's report (``--resume-rows`` sizes, which
+  must also be ``--sync-rows`` sizes): every row skipped as already sent;
 - ``alternative``: ``alt_partition.py``, the same dry run with the rows partitioned by
   customer hash into ``--alt-parts`` spill files and planned one partition at a time
   (``--alt-rows`` sizes); its report must be byte for byte the dry run's.
@@ -103,6 +105,7 @@ def cli(
     src: Path | None = None,
     token: str | None = None,
     expect_ok: bool = False,
+    keep: Path | None = None,
 ) -> dict[str, Any]:
     """``python -m bulk_sync sync PATH ARGS``: best wall time, highest peak RSS."""
     report = path.with_name(f"report-{os.getpid()}.csv")
@@ -125,7 +128,13 @@ def cli(
         peak = max(peak, run.maxrss_mb)
         if best is None or run.wall < best["wall"]:
             best = {"wall": run.wall, "lines": lines, "summary": facts, "sha256": digest}
-        report.unlink()
+        if keep is not None:
+            report.replace(keep)
+            meta = report.with_name(report.name + ".meta.json")
+            if meta.exists():
+                meta.replace(keep.with_name(keep.name + ".meta.json"))
+        else:
+            report.unlink()
         summary.unlink()
     assert best is not None
     best["maxrss_mb"] = peak
@@ -174,6 +183,7 @@ def main() -> None:
     parser.add_argument("--inner-rows", type=int, nargs="*", default=[1_000_000])
     parser.add_argument("--alt-rows", type=int, nargs="*", default=[20_000_000])
     parser.add_argument("--shard-sync-rows", type=int, nargs="*", default=[])
+    parser.add_argument("--resume-rows", type=int, nargs="*", default=[])
     parser.add_argument("--alt-parts", type=int, nargs="*", default=[4, 8])
     parser.add_argument("--small", type=int, nargs="*", default=[])
     parser.add_argument("--baseline", type=Path, default=None)
@@ -272,10 +282,11 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
                  f"{s['requests'] / part['wall']:,.0f} req/s"]
             )  # fmt: skip
         if n in args.sync_rows:
+            done = path.with_name(f"done-{n}.csv") if n in args.resume_rows else None
             with emulator() as server:
                 full = cli(
                     path, n, "--base-url", server.base_url, "--concurrency", "32",
-                    token=TOKEN, expect_ok=True,
+                    token=TOKEN, expect_ok=True, keep=done,
                 )  # fmt: skip
             s = full["summary"]
             peaks.setdefault("full sync", []).append((n, full["maxrss_mb"]))
@@ -284,6 +295,16 @@ def _large(folder: Path, args: argparse.Namespace) -> None:
                  mb(full["maxrss_mb"]),
                  f"{s['requests']:,} requests, {s['requests'] / full['wall']:,.0f} req/s"]
             )  # fmt: skip
+            if done is not None:
+                again = cli(path, n, "--dry-run", "--resume", str(done), "--resume-any-url")
+                skipped = again["summary"]["counts"]["skipped"]
+                out.append(
+                    [label, "sync --dry-run --resume (the full sync's report)",
+                     f"{again['wall']:.1f} s", mb(again["maxrss_mb"]),
+                     f"{skipped:,} rows skipped as already sent"]
+                )  # fmt: skip
+                done.unlink()
+                done.with_name(done.name + ".meta.json").unlink(missing_ok=True)
         path.unlink()
     print("\n## Migration sizes (each line its own process; peak RSS from wait4)\n")
     print(table(["rows (file)", "what", "time", "peak RSS", "notes"], out))

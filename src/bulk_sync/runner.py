@@ -50,6 +50,7 @@ from bulk_sync.models import Pair, Problem, Rows, Status, Table
 from bulk_sync.provenance import INPUT_FILES, bytes_identity, check_resume, path_identity
 from bulk_sync.redaction import Redactor
 from bulk_sync.report import (
+    AcceptedKeys,
     Journal,
     accepted_keys,
     cut_note,
@@ -283,7 +284,7 @@ def plan(
     tables: Sequence[Table],
     settings: Settings,
     *,
-    resume: Path | None = None,
+    resume: Path | AcceptedKeys | None = None,
     shard: Shard | None = None,
     state: Any = None,
     full: bool = False,
@@ -322,7 +323,8 @@ def plan(
 
     maps = grouped.maps
     if resume is not None:
-        keys = accepted_keys(resume)  # 16 bytes a row accepted, whatever the report's size
+        # 16 bytes a row accepted, whatever the report's size (read once by sync_async)
+        keys = resume if isinstance(resume, AcceptedKeys) else accepted_keys(resume)
 
         def resumed(items: Sequence[tuple[str, Pair]]) -> Any:
             return keys.contains([(cid, p.attribute, p.value) for cid, p in items])
@@ -410,7 +412,7 @@ async def run_tables(
     report: Path,
     token: str | None,
     dry_run: bool = False,
-    resume: Path | None = None,
+    resume: Path | AcceptedKeys | None = None,
     shard: Shard | None = None,
     state: Any = None,
     full: bool = False,
@@ -909,7 +911,8 @@ async def _sync_checked(
         check_base_url(settings, token)
     input_files = [_identity(p) for p in paths]
     # fail early (exit 2) if it cannot be read, or was made against another API
-    if resume_path is not None and len(accepted_keys(resume_path)):
+    done = accepted_keys(resume_path) if resume_path is not None else None
+    if resume_path is not None and done:
         check_resume(resume_path, settings.base_url, input_files, any_url=resume_any_url)
     tables = _load(paths, settings, shard)
     log.info(
@@ -933,7 +936,7 @@ async def _sync_checked(
         report=report_path,
         token=token,
         dry_run=dry_run,
-        resume=resume_path,
+        resume=done,
         shard=shard,
         state=state,
         full=full,

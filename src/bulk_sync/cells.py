@@ -29,7 +29,7 @@ import datetime as dt
 import functools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -40,6 +40,7 @@ from bulk_sync.numfmt import Kind
 __all__ = [
     "CellText",
     "cell_to_str",
+    "column_texts",
     "float_to_str",
     "formatted_cell",
     "normalize_header",
@@ -69,6 +70,45 @@ def float_to_str(value: float) -> str:
     if "e" in text:
         return format(Decimal(text), "f")
     return text
+
+
+_SEP = "\x1f"  # joins the texts of a batch formatted at once; never in a number's text
+
+
+def _float_texts(values: Sequence[float]) -> list[str]:
+    """:func:`float_to_str` of each float, formatted in one batch: ``%.15g`` gives the
+    same text for every finite non-zero float short of the exponent range (a float whose
+    shortest form has at most 15 significant digits keeps it when rounded to 15); the
+    others (exponents, NaN, infinities, -0) go through :func:`float_to_str`."""
+    if not values:
+        return []
+    batch = (("%.15g" + _SEP) * len(values)) % tuple(values)
+    texts = batch.split(_SEP)
+    texts.pop()
+    if "e" in batch or "n" in batch or ("-0" + _SEP) in batch:  # exponent, nan/inf, -0
+        return [
+            float_to_str(v) if ("e" in t or "n" in t or t == "-0") else t
+            for t, v in zip(texts, values, strict=True)
+        ]
+    return texts
+
+
+def column_texts(cells: Sequence[object]) -> list[str]:
+    """:func:`cell_to_str` of every cell of a column, quicker than a call per cell for
+    the usual columns of text and numbers."""
+    kinds = set(map(type, cells))
+    if kinds <= {str}:
+        return list(map(str.strip, cells))  # type: ignore[arg-type]
+    if kinds == {float}:
+        return _float_texts(cells)  # type: ignore[arg-type]
+    texts = [
+        c.strip() if type(c) is str else "" if type(c) is float else cell_to_str(c) for c in cells
+    ]
+    if float in kinds:
+        at = [k for k, c in enumerate(cells) if type(c) is float]
+        for k, text in zip(at, _float_texts([cells[k] for k in at]), strict=True):  # type: ignore[misc]
+            texts[k] = text
+    return texts
 
 
 def _timedelta_to_str(value: dt.timedelta) -> str:
@@ -234,12 +274,17 @@ def _shown_precision(value: Any, section: numfmt.Section) -> Any:
 
 def _serial_text(number: float, section: numfmt.Section, date1904: bool, value: object) -> str:
     kind = section.kind
+    if not abs(number) < 1e11:  # far outside any calendar or clock (and NaN)
+        return cell_to_str(value)
     # to the precision the format shows: whole seconds unless it shows decimals (ss.0)
     step = 86_400 * 10**section.second_decimals
     number = math.floor(number * step + 0.5) / step  # half up, as Excel shows it
     if kind == Kind.ELAPSED:
         ms = round(number * 86_400_000)
-        return _elapsed_text(dt.timedelta(milliseconds=ms), section.hour_width)
+        try:
+            return _elapsed_text(dt.timedelta(milliseconds=ms), section.hour_width)
+        except OverflowError:  # a billion days and more: the number, as for dates
+            return cell_to_str(value)
     try:
         moment = numfmt.serial_to_datetime(number, date1904)
     except (OverflowError, ValueError):  # far outside what a calendar shows
@@ -299,7 +344,7 @@ def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None
         before, width, after = padded
 
         def zeros(v: float) -> str | None:
-            if v < 0 or v != int(v) or (positive_only and v == 0) or v >= 1e15:
+            if not 0 <= v < 1e15 or v != int(v) or (positive_only and v == 0):  # (NaN too)
                 return None
             return f"{before}{int(v):0{width}d}{after}"
 
@@ -313,15 +358,93 @@ def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None
             return None
         places = len(match.group(1) or "")
         step = Decimal(1).scaleb(-places)
+        # Below this, the grid of ``places`` decimals is coarser than that of 15
+        # significant digits: rounding the float itself gives the same digits as rounding
+        # its 15-digit decimal, unless that decimal lies half-way (…5): Decimal then.
+        limit = 10.0 ** (13 - places)
 
         def percent(v: float) -> str | None:
-            if v < 0 or (positive_only and v == 0):
+            x = v * 100 + 0.0  # (+ 0.0: -0.0 shows as 0%, as formatted_cell draws it)
+            if not 0 <= x < limit or (positive_only and v == 0):  # (NaN too)
                 return None
-            scaled = Decimal(f"{v * 100:.15g}").quantize(step, rounding=ROUND_HALF_UP)
+            shortest = f"{x:.15g}"
+            if "e" not in shortest:
+                decimals = shortest.partition(".")[2]
+                if len(decimals) != places + 1 or decimals[-1] != "5":
+                    return f"{x:.{places}f}%"
+            scaled = Decimal(shortest).quantize(step, rounding=ROUND_HALF_UP)
             return f"{scaled:.{places}f}%"
 
         return percent
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def fast_sent_many(
+    code: str, date1904: bool = False
+) -> Callable[[Sequence[float]], list[str | None]] | None:
+    """:func:`fast_sent` for a batch of floats at once (a column's cells in one format):
+    the same texts, None where :func:`fast_sent` gives None. Zero-padded numbers are
+    formatted in one operation; other formats a number at a time."""
+    fast = fast_sent(code, date1904)
+    if fast is None:
+        return None
+    sections, _ = numfmt.number_sections(code)
+    padded = _zero_padding(sections[0]) if sections[0].kind == Kind.ZERO_PADDED else None
+    if padded is None or _SEP in padded[0] + padded[2]:
+
+        def each(values: Sequence[float]) -> list[str | None]:
+            return list(map(fast, values))
+
+        return each
+    before, width, after = padded
+    pattern = before.replace("%", "%%") + f"%0{width}d" + after.replace("%", "%%") + _SEP
+    positive_only = len(sections) > 1
+
+    def zeros(values: Sequence[float]) -> list[str | None]:
+        import numpy as np
+
+        numbers = np.asarray(values, dtype=np.float64)
+        ok = (numbers >= 0) & (numbers < 1e15) & (numbers == np.floor(numbers))
+        if positive_only:
+            ok &= numbers != 0
+        if not ok.all():
+            return list(map(fast, values))
+        texts: list[str | None] = list((pattern * len(values) % tuple(values)).split(_SEP))
+        texts.pop()
+        return texts
+
+    return zeros
+
+
+@functools.lru_cache(maxsize=256)
+def fast_moment(code: str) -> Callable[[object], str | None]:
+    """A quick function giving :func:`formatted_cell`'s text of a date-time the reader
+    already made (python-calamine turns cells in date formats into ``datetime``), None
+    for any other value, which then goes through :func:`formatted_cell`."""
+    section = numfmt.parse(code)[0]
+    kind = section.kind
+    unit = 10 ** (6 - section.second_decimals) if kind in _DATE_KINDS else 1
+
+    def moment(value: object) -> str | None:
+        if type(value) is not dt.datetime or value.tzinfo is not None:
+            return None
+        if kind == Kind.DATE:
+            # shown to the second (or its decimals): only 23:59:59.5 and later may
+            # round into the next day
+            if value.microsecond and (value.hour, value.minute, value.second) == (23, 59, 59):
+                return None
+            return value.date().isoformat()
+        micro = value.microsecond
+        if micro % unit:  # rounded to the seconds' decimals shown, as formatted_cell does
+            value = value.replace(microsecond=0) + dt.timedelta(
+                microseconds=round(micro / unit) * unit
+            )
+        if kind == Kind.TIME:
+            return cell_to_str(value.time())
+        return cell_to_str(value)
+
+    return moment
 
 
 def _fast_serial(
@@ -333,7 +456,7 @@ def _fast_serial(
     step = 86_400 * 10**section.second_decimals
 
     def serial(v: float) -> str | None:
-        if v < 0 or v > _MAX_SERIAL or (positive_only and v == 0):
+        if not 0 <= v <= _MAX_SERIAL or (positive_only and v == 0):  # (NaN too)
             return None
         v = math.floor(v * step + 0.5) / step
         if kind == Kind.ELAPSED:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from fractions import Fraction
 
 __all__ = [
@@ -332,6 +333,9 @@ def section_for(code: str, value: float) -> tuple[Section, bool]:
 # --------------------------------------------------------------------------- numbers
 
 
+_ANY_FLOAT = Context(prec=400)  # digits enough for any float with its decimals shown
+
+
 def _decimal(value: float) -> Decimal:
     """The number as Excel holds it for display: 15 significant digits."""
     return Decimal(f"{value:.15g}")
@@ -372,8 +376,12 @@ def _render(section: Section, value: float) -> str:
     if kind in (Kind.DATE, Kind.TIME, Kind.DATETIME, Kind.ELAPSED):
         return general(value)
     types = [t for t, _ in tokens]
+    scaled = value
     for _ in range(types.count("%")):
-        value *= 100
+        scaled *= 100
+    if math.isinf(scaled):  # a percentage beyond any float: the number itself
+        return general(value)
+    value = scaled
     if "/" in types and any(t in "0#?" for t in types[: types.index("/")]):
         return _render_fraction(tokens, value)
     if "E" in types:
@@ -455,7 +463,7 @@ def _render_fixed(tokens: list[tuple[str, str]], value: float) -> str:
     value = value / (1000**scale) if scale else value
     dec_places = [t for t, _ in dec_tokens if t in "0#?"]
     quant = Decimal(1).scaleb(-len(dec_places))
-    rounded = _decimal(value).quantize(quant, rounding=ROUND_HALF_UP)
+    rounded = _decimal(value).quantize(quant, rounding=ROUND_HALF_UP, context=_ANY_FLOAT)
     text = format(rounded, "f")
     int_digits, _, frac_digits = text.partition(".")
     int_text = _fill_integer(int_tokens, int_digits, grouping)

@@ -95,8 +95,11 @@ def isolated(work: Callable[[], T], fmt: str, source: str, size: int = 0) -> T:
                 "reading it would need far more memory than its size justifies (a garbled "
                 "structure, or a cell far outside the data such as XFD1048576)"
             )
-        raise InputError(
-            f"not a valid {fmt} workbook: the file is damaged: {why}", source=source
+        raise ReaderDied(
+            f"not a valid {fmt} workbook: the file is damaged: {why}",
+            source=source,
+            timed_out=os.WIFSIGNALED(status)
+            and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGALRM),
         ) from None
     for level, message in records:
         log.log(level, "%s", message)
@@ -110,6 +113,14 @@ def isolated(work: Callable[[], T], fmt: str, source: str, size: int = 0) -> T:
     if kind == "memory":
         raise MemoryError
     raise InputError(f"cannot be read ({outcome[1]})", source=source)
+
+
+class ReaderDied(InputError):
+    """The child ended without a word (the reader aborted it, or a limit killed it)."""
+
+    def __init__(self, reason: str, *, source: str, timed_out: bool) -> None:
+        super().__init__(reason, source=source)
+        self.timed_out = timed_out  # killed for taking too long (CPU or wall clock)
 
 
 class _Collect(logging.Handler):

@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import logging
 import os
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -20,14 +21,21 @@ import numpy as np
 import python_calamine as calamine
 
 from bulk_sync import numfmt
-from bulk_sync.cells import cell_to_str, fast_sent, formatted_cell
+from bulk_sync.cells import (
+    cell_to_str,
+    column_texts,
+    fast_moment,
+    fast_sent_many,
+    formatted_cell,
+)
+from bulk_sync.columns import IntColumn, TextColumn
 from bulk_sync.errors import InputError
 from bulk_sync.loading import encryption, ods, ooxml, xls
 from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, is_raw_biff
 from bulk_sync.loading.layout import build_table, column_letter, find_columns, find_layout
 from bulk_sync.loading.ooxml import column_letters as letters
 from bulk_sync.loading.options import LoadOptions
-from bulk_sync.loading.sandbox import isolated
+from bulk_sync.loading.sandbox import ReaderDied, isolated
 from bulk_sync.models import CellNotice, Table
 
 log = logging.getLogger("bulk_sync.loading")
@@ -72,9 +80,49 @@ def load_workbook(
             data, head, size = unlocked, unlocked[:4096], len(unlocked)
             log.info("%s: encrypted with Excel's default password; decrypted", source)
     check_workbook_container(data, head, size, fmt, options, source)
-    if hasattr(os, "fork"):
-        return isolated(lambda: _read_workbook(data, fmt, options, source), fmt, source, size)
-    return _read_workbook(data, fmt, options, source)
+    if not hasattr(os, "fork"):
+        return _compact(_read_workbook(data, fmt, options, source, overlap=False))
+    try:
+        return isolated(
+            lambda: _compact(_read_workbook(data, fmt, options, source, overlap=True)),
+            fmt,
+            source,
+            size,
+        )
+    except ReaderDied as exc:
+        if exc.timed_out or fmt not in ("XLSX", "XLSM"):
+            raise
+        # The reader may have died building a sheet our own checks would have read
+        # sparsely (a cell far outside the data), checks it no longer waits for: once
+        # more, checks first.
+        log.debug("%s: the reader died; reading again, the sheet checked first", source)
+        return isolated(
+            lambda: _compact(_read_workbook(data, fmt, options, source, overlap=False)),
+            fmt,
+            source,
+            size,
+        )
+
+
+def _compact(tables: list[Table]) -> list[Table]:
+    """The tables with their texts in Arrow arrays and their row numbers in a numpy
+    array (:class:`~bulk_sync.columns.TextColumn`, :class:`~bulk_sync.columns.IntColumn`),
+    as the CSV reader gives them and the later stages work on them: from the protected
+    child, a few buffers instead of a pickled Python string per cell."""
+    out = []
+    for t in tables:
+        labels: Sequence[str] = t.value_columns
+        out.append(
+            dataclasses.replace(
+                t,
+                rows=t.rows if isinstance(t.rows, range | IntColumn) else IntColumn(t.rows),
+                customer_ids=TextColumn(t.customer_ids),
+                attributes=TextColumn(t.attributes),
+                values=TextColumn(t.values),
+                value_columns=TextColumn(labels) if len(labels) else labels,
+            )
+        )
+    return out
 
 
 def _open_workbook(data: WorkbookData, fmt: str) -> Any:
@@ -121,7 +169,11 @@ def _own_book(data: WorkbookData) -> ooxml.OwnBook | None:
     return ooxml.OwnBook(archive, package)
 
 
-def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: str) -> list[Table]:
+def _read_workbook(
+    data: WorkbookData, fmt: str, options: LoadOptions, source: str, overlap: bool = False
+) -> list[Table]:
+    """The tables of the selected sheets. ``overlap``: python-calamine reads an XLSX sheet
+    in a thread while this one checks the sheet's XML (see :func:`_sheet_rows`)."""
     try:
         workbook = _open_workbook(data, fmt)
     except xls.XlsEncrypted:
@@ -141,7 +193,7 @@ def _read_workbook(data: WorkbookData, fmt: str, options: LoadOptions, source: s
         skipped: list[str] = []
         for name in names:
             try:
-                grid, numbers = styles.sparse_rows(name) or (_dense_rows(workbook, name), None)
+                grid, numbers = _sheet_rows(workbook, styles, name, overlap)
                 if fmt == "ODS":
                     grid = _ods_durations(grid)
             except BaseException as exc:
@@ -208,6 +260,43 @@ def _ods_durations(grid: list[list[Any]]) -> list[list[Any]]:
                 if text is not None:
                     row[j] = text
     return grid
+
+
+def _sheet_rows(
+    workbook: Any, styles: _Styles, name: str, overlap: bool
+) -> tuple[list[list[Any]], list[int] | None]:
+    """The rows of a sheet: python-calamine's (``grid[i]`` is row ``i + 1``), or our own
+    reader's (with their row numbers) where the sheet's XML says python-calamine would
+    read it wrongly or at great cost (:meth:`_Styles.sparse_rows`).
+
+    With ``overlap``, python-calamine builds the sheet in a thread (its Rust code lets go
+    of the interpreter lock) while this thread reads the XML for those checks: on two
+    cores the checks cost no time. Should a check find a cell far outside the data, the
+    reader may meanwhile run out of memory building the whole bounding box and end the
+    process: :func:`load_workbook` then reads again, without the overlap."""
+    if not overlap or not styles.reads_xml or isinstance(workbook, ooxml.OwnBook):
+        return styles.sparse_rows(name) or (_dense_rows(workbook, name), None)
+    outcome: list[Any] = []
+
+    def build() -> None:
+        try:
+            outcome.append(workbook.get_sheet_by_name(name))
+        except BaseException as exc:  # a panic of the reader too: raised below
+            outcome.append(exc)
+
+    reader = threading.Thread(target=build, name="bulk-sync-sheet-reader", daemon=True)
+    reader.start()
+    try:
+        own = styles.sparse_rows(name)
+    finally:
+        reader.join()
+    if own is not None:
+        return own
+    sheet = outcome[0]
+    if isinstance(sheet, BaseException):
+        raise sheet
+    rows: list[list[Any]] = sheet.to_python(skip_empty_area=False)
+    return rows, None
 
 
 def _dense_rows(workbook: Any, name: str) -> list[list[Any]]:
@@ -337,9 +426,7 @@ def _grid_table(
     for j in layout.needed:
         codes = found.get(j)
         if not codes:
-            columns.append(
-                [c.strip() if type(c) is str else cell_to_str(c) for c in map(itemgetter(j), body)]
-            )
+            columns.append(column_texts(list(map(itemgetter(j), body))))
             continue
         assert formats is not None
         column, notice = _formatted_column(
@@ -369,16 +456,18 @@ def _header_texts(cells: list[Any], row: int, formats: SheetFormats | None) -> l
     return texts
 
 
-def _positions(rows: Sequence[int], wanted: Any) -> list[int]:
-    """Indexes into ``rows`` (sorted row numbers) of the row numbers in ``wanted``."""
+def _positions(rows: Sequence[int], wanted: Any) -> Any:
+    """Indexes into ``rows`` (sorted row numbers) of the row numbers in ``wanted``: a
+    sorted numpy array."""
+    wanted = np.asarray(wanted, dtype=np.int64)
     if isinstance(rows, range):
         found = wanted - rows.start
-        return np.sort(found[(found >= 0) & (found < len(rows))]).tolist()  # type: ignore[no-any-return]
+        return np.sort(found[(found >= 0) & (found < len(rows))])
     ordered = np.asarray(rows, dtype=np.int64)
     at = np.searchsorted(ordered, wanted)
     ok = at < len(ordered)
     at = at[ok]
-    return np.sort(at[ordered[at] == wanted[ok]]).tolist()  # type: ignore[no-any-return]
+    return np.sort(at[ordered[at] == wanted[ok]])
 
 
 def _formatted_column(
@@ -388,42 +477,61 @@ def _formatted_column(
     are ``codes`` (a format code to the row numbers of its cells), and the first cell
     (row, sent, shown) whose text differs from what a person sees, if any."""
     n = len(cells)
-    plan: list[tuple[str, list[int]]] = []
+    plan: list[tuple[str, list[int], bool]] = []
     rewritten = np.zeros(n, dtype=bool)
     for code, wanted in codes.items():
         positions = _positions(rows, wanted)
-        plan.append((code, positions))
-        if as_shown or numfmt.changes_numbers(code):
-            rewritten[positions] = True
-    column = [
-        "" if skip else c.strip() if type(c) is str else cell_to_str(c)
-        for c, skip in zip(cells, rewritten.tolist(), strict=True)
-    ]
-    notice: tuple[int, str, str] | None = None
-    for code, positions in plan:
         changes = as_shown or numfmt.changes_numbers(code)
+        plan.append((code, positions.tolist(), changes))
+        if changes:
+            rewritten[positions] = True
+    if rewritten.any():  # each cell converted once: by its format, or as General
+        column = [""] * n
+        kept = np.flatnonzero(~rewritten).tolist()
+        for k, text in zip(kept, column_texts([cells[k] for k in kept]), strict=True):
+            column[k] = text
+    else:
+        column = column_texts(cells)
+    notice: tuple[int, str, str] | None = None
+    for code, positions, changes in plan:
         if not changes and notice is not None:
             continue  # display-only: the exact numbers are already there
-        fast = fast_sent(code, date1904)
-        quiet = numfmt.parse(code)[0].kind != numfmt.Kind.PERCENT  # never a notice
-        for k in positions:
+        pending = positions
+        many = fast_sent_many(code, date1904)  # only for formats that change numbers
+        if many is not None:
+            # Numbers a quick path takes never differ from what is shown (it declines
+            # a number whose section would show it otherwise): no notice among them.
+            at = [k for k in positions if type(cells[k]) is float]
+            left: list[int] = []
+            for k, sent in zip(at, many([cells[k] for k in at]), strict=True):
+                if sent is None:
+                    left.append(k)
+                else:
+                    column[k] = sent
+            if len(at) == len(positions):
+                pending = left
+            else:
+                others = [k for k in positions if type(cells[k]) is not float]
+                pending = sorted(others + left) if left else others
+        moment = fast_moment(code)
+        for k in pending:
             value = cells[k]
             kind = type(value)
-            if kind is float and fast is not None and (quiet or notice is not None):
-                sent = fast(value)
-                if sent is not None:
-                    column[k] = sent
-                    continue
             if kind is str or kind is dt.date:  # text, or a date the reader already made
                 if changes:
                     column[k] = cell_to_str(value)
                 continue
-            text = formatted_cell(
+            if kind is dt.datetime:
+                sent = moment(value)
+                if sent is not None:  # (a date-time is never shown otherwise)
+                    column[k] = sent
+                    continue
+            done = formatted_cell(
                 value, code, date1904=date1904, as_shown=as_shown, want_shown=notice is None
             )
-            column[k] = text.sent
-            if text.shown and (notice is None or rows[k] < notice[0]):
-                notice = (rows[k], text.sent, text.shown)
+            column[k] = done.sent
+            if done.shown and notice is None:
+                notice = (rows[k], done.sent, done.shown)
                 if not changes:
                     break
     return column, notice
@@ -461,6 +569,7 @@ class _Styles:
         self._archive: zipfile.ZipFile | None = None
         self._package: ooxml.Package | None = None
         self._styles: list[str | None] = []
+        self._xml: dict[str, bytes | None] = {}  # sheet name -> its XML part, once read
         if data is None:
             return
         try:
@@ -471,14 +580,23 @@ class _Styles:
         except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
             self._package = None
 
+    @property
+    def reads_xml(self) -> bool:
+        """Whether this workbook's sheets are XML parts this class reads (XLSX, XLSM)."""
+        return self._package is not None and self._archive is not None
+
     def _sheet_xml(self, name: str) -> bytes | None:
+        if name in self._xml:
+            return self._xml[name]
         package, archive = self._package, self._archive
-        if package is None or archive is None or name not in package.sheets:
-            return None
-        try:
-            return archive.read(package.sheets[name])
-        except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
-            return None
+        xml = None
+        if package is not None and archive is not None and name in package.sheets:
+            try:
+                xml = archive.read(package.sheets[name])
+            except (zipfile.BadZipFile, OSError, KeyError, ValueError, EOFError, zlib.error):
+                xml = None
+        self._xml = {name: xml}  # the last sheet read only: one part in memory at a time
+        return xml
 
     def sparse_rows(
         self, name: str, force: bool = False
@@ -504,10 +622,14 @@ class _Styles:
         if ooxml.runs_lose_spaces(xml) or self._strings_lose_spaces():
             why = "rich text with spaces between its runs"
         else:
-            cells, rows, columns = ooxml.sheet_extent(xml)
-            if rows * columns > max(_SPARSE_MIN, _SPARSE_RATIO * cells):
-                why = f"{rows} rows x {columns} columns for {cells} cells"
+            rows, columns = ooxml.sheet_extent(xml)
+            if rows * columns > _SPARSE_MIN:  # (counting the cells costs two passes)
+                cells = ooxml.cell_count(xml)
+                if rows * columns > _SPARSE_RATIO * cells:
+                    why = f"{rows} rows x {columns} columns for {cells} cells"
         if not why:
+            if not any(self._styles):  # no format to look up in it later: let it go
+                self._xml = {}
             return None
         try:
             strings = ooxml.shared_strings(self._archive, self._package)
@@ -602,7 +724,7 @@ def sheet_texts(
                     values, codes, rows, formats.date1904, opts.cells == "as_shown"
                 )
             else:
-                texts = [v.strip() if type(v) is str else cell_to_str(v) for v in values]
+                texts = column_texts(values)
             cells.extend((rows[k], j, text) for k, text in enumerate(texts) if text)
         out[name] = sorted(cells)
     with contextlib.suppress(Exception):

@@ -75,12 +75,13 @@ cells = st.one_of(
 )
 
 
+@settings(deadline=None)
 @given(st.lists(cells, max_size=40))
 def test_a_column_reads_as_each_of_its_cells_does(column: list[Any]) -> None:
     assert column_texts(column) == [cell_to_str(c) for c in column]
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.sampled_from(CODES), st.lists(numbers, max_size=30), st.booleans())
 def test_a_batch_of_numbers_reads_as_each_number_does(
     code: str, values: list[float], date1904: bool
@@ -97,7 +98,7 @@ def test_a_batch_of_numbers_reads_as_each_number_does(
             assert text == formatted_cell(value, code, date1904=date1904).sent
 
 
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None)
 @given(st.sampled_from(["0%", "0.0%", "0.00%", "0.000%", "0.0%;-0.0%"]), numbers)
 def test_quick_percentages_round_half_up_as_the_rules_do(code: str, value: float) -> None:
     quick = fast_sent(code)
@@ -107,7 +108,7 @@ def test_quick_percentages_round_half_up_as_the_rules_do(code: str, value: float
         assert sent == formatted_cell(value, code).sent
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from(CODES),
     st.one_of(moments, moments.map(lambda m: m.replace(hour=23, minute=59, second=59))),
@@ -139,7 +140,7 @@ def _one_cell_at_a_time(
     return column, notice
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.data(), st.booleans(), st.booleans(), st.booleans())
 def test_a_formatted_column_reads_as_its_cells_one_at_a_time(
     data: st.DataObject, sparse: bool, date1904: bool, as_shown: bool
@@ -174,6 +175,7 @@ def _sheet(cells: list[str]) -> bytes:
 STYLES: list[str | None] = [None, "00000000", "0.0%", None, "dd/mm/yyyy"] + [None] * 7 + ["0%"]
 
 
+@settings(deadline=None)
 @given(
     st.lists(
         st.tuples(
@@ -198,9 +200,17 @@ def test_the_pattern_scan_of_styles_finds_what_a_careful_read_does(
         if code is not None and "s" in order:
             column = ooxml.column_index(letters)
             expected.setdefault(column, {}).setdefault(code, []).append(row)
-    found = ooxml.cell_styles(_sheet(cells), [0, 2, 26, 27], STYLES)
+    wanted = [0, 2, 26, 27]
+    found = ooxml.cell_styles(_sheet(cells), wanted, STYLES)
     got = {j: {c: sorted(r.tolist()) for c, r in codes.items()} for j, codes in found.items()}
-    assert got == {j: v for j, v in expected.items() if j in (0, 2, 26, 27)}
+    assert got == {j: v for j, v in expected.items() if j in wanted}
+    # Every column at once (while the reader builds the sheet), in chunks of a few rows
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ooxml, "_CHUNK", 100)
+        every = ooxml.styled_cells(_sheet(cells), STYLES)
+    if every is not None:
+        ahead = ooxml.styles_by_column(every, wanted, STYLES)
+        assert {j: {c: sorted(r.tolist()) for c, r in v.items()} for j, v in ahead.items()} == got
 
 
 def test_the_extent_of_a_sheet_sees_a_far_cell_between_ordinary_ones() -> None:
@@ -294,3 +304,13 @@ def test_the_xml_of_a_zip_part_is_read_once_per_sheet(tmp_path: Path) -> None:
         (table,) = workbook_module._read_workbook(path, "XLSX", LoadOptions(), path.name)
     assert list(table.customer_ids) == ["00048929"]
     assert sum("sheet1" in n for n in reads) == 1
+
+
+@settings(deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=6)))
+def test_texts_become_the_arrow_array_pyarrow_would_make(texts: list[str]) -> None:
+    import pyarrow as pa
+
+    column = workbook_module._text_column(texts)
+    column.arrow.validate(full=True)
+    assert column.combined().equals(pa.array(texts, pa.string()))

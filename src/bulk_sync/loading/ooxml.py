@@ -228,9 +228,12 @@ def column_letters(index: int) -> str:
 
 
 _REF = re.compile(rb'\br="([A-Z]{1,3})(\d{1,7})"')
-_STYLE = re.compile(rb'\bs="(\d+)"')
+_STYLE = re.compile(rb'\bs="(\d{1,9})"')
 _NOT_DIGITS = (string.ascii_letters + '"=').encode()  # what the quick parse drops
 _NOT_R_FIRST = re.compile(rb"<c [^r]")  # a cell tag whose first attribute is not r
+
+
+StyledCells = tuple[Any, Any, Any]  # (column, row, style index): numpy arrays, one per cell
 
 
 def cell_styles(
@@ -240,27 +243,34 @@ def cell_styles(
     of its cells in each format code, for the styles that have one. Reads only the
     cell tags' ``r`` and ``s`` attributes, by pattern, in C: about a tenth of a second
     for 200,000 rows."""
-    interesting = [str(k).encode() for k, code in enumerate(styles) if code is not None]
-    if not interesting or not columns:
+    if not columns or not any(styles):
         return {}
+    found = styled_cells(sheet_xml, styles, columns)
+    if found is None:  # cell tags of an unusual shape: every tag read in order
+        found = _styled_cells_slow(utf8_xml(sheet_xml), set(columns))
+    return styles_by_column(found, columns, styles)
+
+
+def styled_cells(
+    sheet_xml: bytes, styles: Sequence[str | None], columns: Sequence[int] | None = None
+) -> StyledCells | None:
+    """The cells of ``columns`` (all columns: None) whose style has a format, found by
+    one pattern when every cell tag starts ``<c r="..."``, as usual; None otherwise."""
+    interesting = [str(k).encode() for k, code in enumerate(styles) if code is not None]
     sheet_xml = utf8_xml(sheet_xml)
-    # Cell tags that all start <c r="...": one pattern finds them (none of them: a
-    # namespace prefix, perhaps; read slowly).
-    simple = _NOT_R_FIRST.search(sheet_xml) is None
-    table = _cell_styles_quick(sheet_xml, columns, interesting) if simple else None
-    if table is not None and not len(table[0]) and b"<c " not in sheet_xml:
-        table = None
-    if table is None:
-        found = _cell_styles_slow(sheet_xml, set(columns))
-        if not found:
-            return {}
-        raw = np.array(found)
-        letters = raw[:, 0]
-        column_of = np.full(len(found), -1, dtype=np.int64)
-        for j in columns:
-            column_of[letters == column_letters(j).encode()] = j
-        table = (column_of, raw[:, 1].astype(np.int64), raw[:, 2].astype(np.int64))
-    column_of, rows, style_of = table
+    if _NOT_R_FIRST.search(sheet_xml) is not None:
+        return None
+    found = _styled_cells_quick(sheet_xml, columns, interesting) if interesting else None
+    if found is not None and not len(found[0]) and b"<c " not in sheet_xml:
+        return None  # no tag <c at all: a namespace prefix, perhaps
+    return found
+
+
+def styles_by_column(
+    found: StyledCells, columns: Sequence[int], styles: Sequence[str | None]
+) -> dict[int, dict[str, Any]]:
+    """:func:`cell_styles`'s answer from the styled cells found."""
+    column_of, rows, style_of = found
     out: dict[int, dict[str, Any]] = {}
     for j in columns:
         mask = column_of == j
@@ -272,32 +282,58 @@ def cell_styles(
             code = styles[k] if k < len(styles) else None
             if code is None:
                 continue
-            picked = rows_j[styles_j == k]
+            picked = rows_j[styles_j == k].astype(np.int64)
             by_code[code] = np.concatenate((by_code[code], picked)) if code in by_code else picked
         if by_code:
             out[j] = by_code
     return out
 
 
-def _cell_styles_quick(
-    sheet_xml: bytes, columns: Sequence[int], interesting: Sequence[bytes]
-) -> tuple[Any, Any, Any] | None:
-    """(column, row, style) arrays of the cells of ``columns`` with an interesting style,
-    for sheets whose cell tags all start ``<c r="``: one pattern matched in C, each match
-    one bytes object (``A12" s="3``, or ``A12" t="n" s="3``), the numbers parsed at once.
-    None when a match holds anything else between ``r`` and ``s`` (read slowly then)."""
-    names = sorted({column_letters(j) for j in columns}, key=lambda x: (-len(x), x))
+_CHUNK = 8 << 20  # bytes of XML matched at a time: bounds the match objects alive at once
+
+
+def _styled_cells_quick(
+    sheet_xml: bytes, columns: Sequence[int] | None, interesting: Sequence[bytes]
+) -> StyledCells | None:
+    """The styled cells of ``columns`` (or all), for sheets whose cell tags all start
+    ``<c r="``: one pattern matched in C, each match one bytes object (``A12" s="3``, or
+    ``A12" t="n" s="3``), the numbers of a chunk of them parsed at once. None when a
+    match holds anything else between ``r`` and ``s`` (read slowly then)."""
+    if columns is None:
+        names = rb"[A-Z]{1,3}"
+        width = 4
+    else:
+        letters = sorted({column_letters(j) for j in columns}, key=lambda x: (-len(x), x))
+        names = b"|".join(n.encode() for n in letters)
+        width = max(map(len, letters)) + 1
     pattern = re.compile(
-        rb'<c r="((?:'
-        + b"|".join(n.encode() for n in names)
-        + rb')\d{1,7}"[^>]*? s="(?:'
-        + b"|".join(interesting)
-        + rb'))"'
+        rb'<c r="((?:' + names + rb')\d{1,7}"[^>]*? s="(?:' + b"|".join(interesting) + rb'))"'
     )
-    found: list[bytes] = pattern.findall(sheet_xml)
+    parts: list[StyledCells] = []
+    start = 0
+    while start < len(sheet_xml):
+        # a chunk ends where a row starts: no cell tag is cut
+        end = sheet_xml.find(b"<row", start + _CHUNK) if len(sheet_xml) > start + _CHUNK else -1
+        end = len(sheet_xml) if end < 0 else end
+        part = _parse_matches(pattern.findall(sheet_xml, start, end), width)
+        if part is None:
+            return None
+        parts.append(part)
+        start = end
+    if len(parts) <= 1:
+        empty = np.zeros(0, dtype=np.int32)
+        return parts[0] if parts else (empty, empty, empty)
+    return (
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+    )
+
+
+def _parse_matches(found: list[bytes], width: int) -> StyledCells | None:
     n = len(found)
-    empty = np.zeros(0, dtype=np.int64)
     if not n:
+        empty = np.zeros(0, dtype=np.int32)
         return empty, empty, empty
     numbers = b" ".join(found).translate(None, _NOT_DIGITS)
     if numbers.translate(None, b"0123456789 "):
@@ -305,28 +341,27 @@ def _cell_styles_quick(
     parsed = np.fromstring(numbers, dtype=np.int64, sep=" ")
     if len(parsed) != 2 * n:
         return None  # another attribute with digits between r and s
-    pairs = parsed.reshape(n, 2)
+    pairs = parsed.reshape(n, 2).astype(np.int32)
     # The column: the letters each match starts with (at most 3; digits follow).
-    width = max(map(len, names)) + 1
     heads = np.array(found, dtype=f"S{width}").view(np.uint8).reshape(n, width)
-    column_of = np.zeros(n, dtype=np.int64)
+    column_of = np.zeros(n, dtype=np.int32)
     letter = np.ones(n, dtype=bool)
     for i in range(width - 1):
         letter &= heads[:, i] >= ord("A")
-        column_of = np.where(letter, column_of * 26 + heads[:, i].astype(np.int64) - 64, column_of)
+        column_of = np.where(letter, column_of * 26 + heads[:, i].astype(np.int32) - 64, column_of)
     return column_of - 1, pairs[:, 0], pairs[:, 1]
 
 
-def _cell_styles_slow(sheet_xml: bytes, wanted: set[int]) -> list[tuple[bytes, bytes, bytes]]:
-    """(column letters, row, style) of the styled cells of ``wanted`` columns, for sheets
-    whose cells omit ``r`` or put ``s`` first: every row and cell tag read in order."""
-    found: list[tuple[bytes, bytes, bytes]] = []
+def _styled_cells_slow(sheet_xml: bytes, wanted: set[int]) -> StyledCells:
+    """The styled cells of ``wanted`` columns, for sheets whose cells omit ``r`` or put
+    ``s`` first: every row and cell tag read in order."""
+    found: list[tuple[int, int, int]] = []
     row = 0
     col = -1
     for m in re.finditer(rb"<(?:\w+:)?(row|c)\b([^>]*)>", sheet_xml):
         attrs = m.group(2)
         if m.group(1) == b"row":
-            r = re.search(rb'\br="(\d+)"', attrs)
+            r = re.search(rb'\br="(\d{1,9})"', attrs)
             row = int(r.group(1)) if r else row + 1
             col = -1
             continue
@@ -340,8 +375,9 @@ def _cell_styles_slow(sheet_xml: bytes, wanted: set[int]) -> list[tuple[bytes, b
             continue
         s = _STYLE.search(attrs)
         if s:
-            found.append((column_letters(col).encode(), str(row).encode(), s.group(1)))
-    return found
+            found.append((col, row, int(s.group(1))))
+    table = np.array(found, dtype=np.int64).reshape(len(found), 3)
+    return table[:, 0], table[:, 1], table[:, 2]
 
 
 # --------------------------------------------------------------------------- sparse sheets

@@ -1,42 +1,72 @@
-"""What reading number formats costs: a 200k-row XLSX whose id and value columns carry
-formats (zero-padded ids, thousands separators, percentages, dates), loaded by bulk_sync,
-side by side with a bare python-calamine read of the same file and with bulk_sync on the
-same data without formats. Each measurement runs in its own process; best of N.
+"""What reading XLSX costs, number formats included: bulk_sync's ``load_file`` side by side
+with a bare python-calamine read of the same file, each in its own process, best of N
+(the runs of the different readers alternated).
 
-    python bench/bench_formats.py [--rows 200000] [--runs 3]
+    python bench/bench_formats.py [--rows 200000] [--runs 3] [--small 1000 10000]
+                                  [--before REV ...]
 
-The files are made once in bench/data/ (git-ignored).
+Workbooks (made once in bench/data/, git-ignored):
+
+- ``formatted``: written by openpyxl, the customer id column formatted ``00000000`` and
+  the value column cycling through ``#,##0.00``, ``0.0%``, ``dd/mm/yyyy`` and General
+  (values ``k / 7``: 17-digit floats), every id and value cell formatted;
+- ``plain``: the same data without any format;
+- ``text``: bench_load.py's workbook (``make_data.py xlsx``: text ids, mixed values).
+
+For each: the load's wall time (``seconds``, best of N) and its CPU time (user + system of
+the process and of the reader's protected child, ``cpu``), and the ratio to the bare read.
+``--small`` sizes are measured the same way; ``--before REV ...`` adds the code of git
+revisions (extracted with ``git archive`` into bench/out/before-REV, imported through
+PYTHONPATH), e.g. the last commit before issue 15, to see what changed for small files.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA, ensure_dirs, print_machine, ratio, run_child, table
+from _common import DATA, OUT, PYTHON, ROOT, ensure_dirs, print_machine, run_child, table
+from make_data import make_xlsx
 
 CHILD = r"""
-import json, sys, time
+import json, resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
+
+def cpu():
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
 if mode == "calamine":
     import python_calamine as calamine
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu()
     wb = calamine.CalamineWorkbook.from_path(path)
     grid = wb.get_sheet_by_index(0).to_python(skip_empty_area=False)
     rows = len(grid) - 1
 else:
     from bulk_sync.loading import load_file
-    started = time.perf_counter()
+    started, used = time.perf_counter(), cpu()
     (t,) = load_file(path)
     rows = len(t)
-print(json.dumps({"seconds": time.perf_counter() - started, "rows": rows}))
+seconds = time.perf_counter() - started
+import threading
+for thread in threading.enumerate():  # the reader's child is reaped in the background
+    if thread.name == "bulk-sync-reaper":
+        thread.join()
+print(json.dumps({"seconds": seconds, "cpu": cpu() - used, "rows": rows}))
 """
 
 _FORMATS = ("#,##0.00", "0.0%", "dd/mm/yyyy", "General")
+
+# The last commit before issue 15 (number formats, every workbook in the protected child).
+BEFORE_ISSUE_15 = "9824b4c^"
 
 
 def make(rows: int, formatted: bool) -> Path:
@@ -62,35 +92,83 @@ def make(rows: int, formatted: bool) -> Path:
     return path
 
 
-def best(mode: str, path: Path, runs: int) -> float:
-    times = []
+def before_src(rev: str) -> Path:
+    """The package as it was at ``rev``, extracted once into bench/out/before-REV/src."""
+    name = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    target = OUT / f"before-{name}"
+    if not (target / "src" / "bulk_sync" / "__init__.py").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
+def measure(readers: dict[str, Path | None], path: Path, runs: int) -> dict[str, dict[str, float]]:
+    """Best wall time (and the CPU time of that run) of each reader, runs alternated."""
+    best: dict[str, dict[str, float]] = {}
     for _ in range(runs):
-        result = run_child([sys.executable, "-c", CHILD, mode, str(path)]).json()
-        times.append(result["seconds"])
-    return min(times)
+        for reader, src in readers.items():
+            env = None
+            if src is not None:
+                env = dict(os.environ, PYTHONPATH=str(src))
+            mode = "calamine" if reader == "calamine" else "bulk_sync"
+            result: dict[str, Any] = run_child(
+                [PYTHON, "-c", CHILD, mode, str(path)], env=env
+            ).json()
+            if reader not in best or result["seconds"] < best[reader]["seconds"]:
+                best[reader] = {"seconds": result["seconds"], "cpu": result["cpu"]}
+    return best
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--before", nargs="*", default=[], help=f"git revisions, e.g. {BEFORE_ISSUE_15}"
+    )
+    parser.add_argument(
+        "--workbooks",
+        nargs="*",
+        default=["formatted", "plain", "text"],
+        choices=["formatted", "plain", "text"],
+    )
     args = parser.parse_args()
     ensure_dirs()
     print_machine()
-    formatted = make(args.rows, True)
-    plain = make(args.rows, False)
-    bare = best("calamine", formatted, args.runs)
-    with_formats = best("bulk_sync", formatted, args.runs)
-    bare_plain = best("calamine", plain, args.runs)
-    without = best("bulk_sync", plain, args.runs)
-    rows = [
-        ("python-calamine, bare read (reference)", "formatted", f"{bare:.2f}", "1.00x"),
-        ("bulk_sync load_file", "formatted", f"{with_formats:.2f}", ratio(with_formats, bare)),
-        ("python-calamine, bare read (reference)", "plain", f"{bare_plain:.2f}", "1.00x"),
-        ("bulk_sync load_file", "plain", f"{without:.2f}", ratio(without, bare_plain)),
-    ]
-    print(table(("what", "workbook", "seconds (best)", "vs bare read"), rows))
-    print(json.dumps({"rows": args.rows, "bare": bare, "formats": with_formats, "plain": without}))
+    readers: dict[str, Path | None] = {"calamine": None, "bulk_sync": None}
+    for rev in args.before:
+        readers[f"bulk_sync at {rev}"] = before_src(rev)
+    rows_out = []
+    figures = []
+    for n in [args.rows, *args.small]:
+        for kind in args.workbooks:
+            path = make_xlsx(n) if kind == "text" else make(n, kind == "formatted")
+            best = measure(readers, path, args.runs)
+            bare = best["calamine"]["seconds"]
+            for reader, got in best.items():
+                shown = "python-calamine, bare read" if reader == "calamine" else reader
+                rows_out.append(
+                    (
+                        f"{n:,}",
+                        kind,
+                        shown,
+                        f"{got['seconds']:.3f}",
+                        f"{got['cpu']:.3f}",
+                        f"{got['seconds'] / bare:.2f}x",
+                    )
+                )
+            figures.append({"rows": n, "workbook": kind, **best})
+    print(table(("rows", "workbook", "reader", "seconds (best)", "CPU s", "vs bare"), rows_out))
+    print(json.dumps(figures))
 
 
 if __name__ == "__main__":

@@ -296,12 +296,16 @@ def _serial_text(number: float, section: numfmt.Section, date1904: bool, value: 
     return cell_to_str(moment)
 
 
+_ZEROS_SHAPE = re.compile(r"(L*)(0+)(L*)")  # literals, zeros, literals
+_PERCENT_SHAPE = re.compile(r"[#0]*0(?:\.(0+))?%")
+
+
 @functools.lru_cache(maxsize=256)
 def _zero_padding(section: numfmt.Section) -> tuple[str, int, str] | None:
     """(text before, number of zeros, text after) of a format that is one run of zeros
     between literals; None for other shapes (``000-00-0000``)."""
     types = "".join("0" if t == "0" else "L" for t, _ in section.tokens)
-    match = re.fullmatch(r"(L*)(0+)(L*)", types)
+    match = _ZEROS_SHAPE.fullmatch(types)
     if match is None:
         return None
     texts = [v for _, v in section.tokens]
@@ -353,7 +357,7 @@ def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None
         return _fast_serial(section, date1904, positive_only)
     if kind == Kind.PERCENT:
         types = "".join(t if t in "0#.%" else "L" for t, _ in section.tokens)
-        match = re.fullmatch(r"[#0]*0(?:\.(0+))?%", types)
+        match = _PERCENT_SHAPE.fullmatch(types)
         if match is None:
             return None
         places = len(match.group(1) or "")

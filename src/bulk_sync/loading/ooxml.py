@@ -9,6 +9,7 @@ Part names are matched as zip readers and Excel match them: a leading ``/`` drop
 
 from __future__ import annotations
 
+import functools
 import io
 import posixpath
 import re
@@ -278,8 +279,9 @@ def styles_by_column(
             continue
         rows_j, styles_j = rows[mask], style_of[mask]
         by_code: dict[str, Any] = {}
-        for k in np.unique(styles_j).tolist():
-            code = styles[k] if k < len(styles) else None
+        known = styles_j[(styles_j >= 0) & (styles_j < len(styles))]  # (others: no format)
+        for k in np.flatnonzero(np.bincount(known, minlength=len(styles))).tolist():
+            code = styles[k]
             if code is None:
                 continue
             picked = rows_j[styles_j == k].astype(np.int64)
@@ -383,6 +385,9 @@ def _styled_cells_slow(sheet_xml: bytes, wanted: set[int]) -> StyledCells:
 # --------------------------------------------------------------------------- sparse sheets
 
 _LAST_ROW = re.compile(rb'<(?:\w+:)?row\b[^>]*?\br="(\d{1,7})"')
+_ONE_LETTER = re.compile(rb' r="([A-Z])\d')
+_ROW_OF_REF = re.compile(rb'\br="[A-Z]{1,3}(\d{1,7})"')
+_ENDS = 1 << 16  # bytes at either end of a sheet where its last column is looked for first
 
 
 def sheet_extent(sheet_xml: bytes) -> tuple[int, int]:
@@ -392,19 +397,25 @@ def sheet_extent(sheet_xml: bytes) -> tuple[int, int]:
     tail = sheet_xml.rfind(b"<row") if b"<row" in sheet_xml else sheet_xml.rfind(b":row ")
     last = _LAST_ROW.search(sheet_xml, max(tail - 1, 0))
     rows = int(last.group(1)) if last else 0
-    for m in re.finditer(rb'\br="[A-Z]{1,3}(\d{1,7})"', sheet_xml[max(tail, 0) :]):
+    for m in _ROW_OF_REF.finditer(sheet_xml, max(tail, 0)):
         rows = max(rows, int(m.group(1)))
     # The last column letter seen near either end, then one pass for any cell beyond it
     # (or with two or three letters).
-    letters = set(re.findall(rb' r="([A-Z])\d', sheet_xml[-(1 << 20) :]))
-    letters |= set(re.findall(rb' r="([A-Z])\d', sheet_xml[: 1 << 20]))
+    letters = set(_ONE_LETTER.findall(sheet_xml, max(len(sheet_xml) - _ENDS, 0)))
+    letters |= set(_ONE_LETTER.findall(sheet_xml, 0, _ENDS))
     columns = max((column_index(x.decode()) + 1 for x in letters), default=1)
-    beyond = rb"[A-Z]{2,3}" if columns >= 26 else rb"[" + bytes([65 + columns]) + rb"-Z]|[A-Z]{2,3}"
-    found = set(re.findall(rb' r="(' + beyond + rb")\d", sheet_xml))
+    found = set(_beyond(columns).findall(sheet_xml))
     columns = max((column_index(x.decode()) + 1 for x in found), default=columns)
     if not last and not rows:
         rows = cell_count(sheet_xml)
     return rows, columns
+
+
+@functools.lru_cache(maxsize=32)
+def _beyond(columns: int) -> re.Pattern[bytes]:
+    """Cell references with two or three letters, or one past the first ``columns``."""
+    beyond = rb"[A-Z]{2,3}" if columns >= 26 else rb"[" + bytes([65 + columns]) + rb"-Z]|[A-Z]{2,3}"
+    return re.compile(rb' r="(' + beyond + rb")\d")
 
 
 def cell_count(sheet_xml: bytes) -> int:
@@ -474,6 +485,9 @@ def read_sparse_sheet(
         raise _parse_error(exc, "sheet") from None
 
 
+_CELL_REF = re.compile(r"([A-Z]{1,3})(\d+)")
+
+
 def _read_sparse(sheet_xml: bytes, strings: Sequence[str]) -> tuple[list[list[Any]], list[int]]:
     rows: list[list[Any]] = []
     numbers: list[int] = []
@@ -491,7 +505,7 @@ def _read_sparse(sheet_xml: bytes, strings: Sequence[str]) -> tuple[list[list[An
             continue
         if tag == "c":
             ref = element.get("r")
-            m = re.fullmatch(r"([A-Z]{1,3})(\d+)", ref or "")
+            m = _CELL_REF.fullmatch(ref or "")
             col = column_index(m.group(1)) if m else col + 1
             value = _cell_value(element, strings)
             if value != "":

@@ -356,11 +356,9 @@ def fast_sent(code: str, date1904: bool = False) -> Callable[[float], str | None
     if kind in _DATE_KINDS:
         return _fast_serial(section, date1904, positive_only)
     if kind == Kind.PERCENT:
-        types = "".join(t if t in "0#.%" else "L" for t, _ in section.tokens)
-        match = _PERCENT_SHAPE.fullmatch(types)
-        if match is None:
+        places = _percent_places(section)
+        if places is None:
             return None
-        places = len(match.group(1) or "")
         step = Decimal(1).scaleb(-places)
         # Below this, the grid of ``places`` decimals is coarser than that of 15
         # significant digits: rounding the float itself gives the same digits as rounding
@@ -394,6 +392,10 @@ def fast_sent_many(
     if fast is None:
         return None
     sections, _ = numfmt.number_sections(code)
+    positive_only = len(sections) > 1
+    places = _percent_places(sections[0]) if sections[0].kind == Kind.PERCENT else None
+    if places is not None:
+        return _percents(fast, places, positive_only)
     padded = _zero_padding(sections[0]) if sections[0].kind == Kind.ZERO_PADDED else None
     if padded is None or _SEP in padded[0] + padded[2]:
 
@@ -403,13 +405,13 @@ def fast_sent_many(
         return each
     before, width, after = padded
     pattern = before.replace("%", "%%") + f"%0{width}d" + after.replace("%", "%%") + _SEP
-    positive_only = len(sections) > 1
 
     def zeros(values: Sequence[float]) -> list[str | None]:
         import numpy as np
 
         numbers = np.asarray(values, dtype=np.float64)
-        ok = (numbers >= 0) & (numbers < 1e15) & (numbers == np.floor(numbers))
+        with np.errstate(invalid="ignore"):
+            ok = (numbers >= 0) & (numbers < 1e15) & (numbers == np.floor(numbers))
         if positive_only:
             ok &= numbers != 0
         if not ok.all():
@@ -419,6 +421,46 @@ def fast_sent_many(
         return texts
 
     return zeros
+
+
+def _percents(
+    fast: Callable[[float], str | None], places: int, positive_only: bool
+) -> Callable[[Sequence[float]], list[str | None]]:
+    """The quick percentages (see :func:`fast_sent`) of a batch: each number scaled by
+    numpy, formatted by one %-operation; the numbers whose 15-digit decimal lies half-way
+    or needs an exponent one at a time."""
+    import numpy as np
+
+    limit = 10.0 ** (13 - places)
+    shown = f"%.{places}f%%{_SEP}"
+    odd = re.compile(r"e|\." + r"\d" * places + "5" + _SEP)  # an exponent, or half-way
+
+    def percents(values: Sequence[float]) -> list[str | None]:
+        with np.errstate(over="ignore", invalid="ignore"):  # (huge numbers: inf, declined)
+            numbers = np.asarray(values, dtype=np.float64) * 100 + 0.0
+        ok = (numbers >= 0) & (numbers < limit)
+        if positive_only:
+            ok &= numbers != 0
+        if not ok.all():
+            return list(map(fast, values))
+        scaled = tuple(numbers.tolist())
+        texts: list[str | None] = list((shown * len(scaled) % scaled).split(_SEP))
+        texts.pop()
+        shortest = ("%.15g" + _SEP) * len(scaled) % scaled
+        if odd.search(shortest):
+            for k, text in enumerate(shortest.split(_SEP)[:-1]):
+                if "e" in text or (text[-1] == "5" and len(text.partition(".")[2]) == places + 1):
+                    texts[k] = fast(values[k])
+        return texts
+
+    return percents
+
+
+def _percent_places(section: numfmt.Section) -> int | None:
+    """The decimals of a plain percentage format (``0%``, ``0.00%``), else None."""
+    types = "".join(t if t in "0#.%" else "L" for t, _ in section.tokens)
+    match = _PERCENT_SHAPE.fullmatch(types)
+    return None if match is None else len(match.group(1) or "")
 
 
 @functools.lru_cache(maxsize=256)
@@ -458,6 +500,7 @@ def _fast_serial(
     width = section.hour_width
     base = dt.date(1904, 1, 1) if date1904 else dt.date(1899, 12, 31)
     step = 86_400 * 10**section.second_decimals
+    last_day = (dt.date(9999, 12, 31) - base).days
 
     def serial(v: float) -> str | None:
         if not 0 <= v <= _MAX_SERIAL or (positive_only and v == 0):  # (NaN too)
@@ -473,6 +516,8 @@ def _fast_serial(
         if not date1904 and v >= 61:
             v -= 1
         days, ms = divmod(round(v * _DAY_MS), _DAY_MS)
+        if days > last_day:  # past 9999-12-31: formatted_cell says what then
+            return None
         if kind == Kind.DATE:
             return (base + dt.timedelta(days=days)).isoformat()
         seconds, milli = divmod(ms, 1000)

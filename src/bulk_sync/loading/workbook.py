@@ -498,12 +498,17 @@ def _positions(rows: Sequence[int], wanted: Any) -> Any:
     wanted = np.asarray(wanted, dtype=np.int64)
     if isinstance(rows, range):
         found = wanted - rows.start
-        return np.sort(found[(found >= 0) & (found < len(rows))])
+        return _sorted(found[(found >= 0) & (found < len(rows))])
     ordered = np.asarray(rows, dtype=np.int64)
     at = np.searchsorted(ordered, wanted)
     ok = at < len(ordered)
     at = at[ok]
-    return np.sort(at[ordered[at] == wanted[ok]])
+    return _sorted(at[ordered[at] == wanted[ok]])
+
+
+def _sorted(a: Any) -> Any:
+    """``a`` sorted (row numbers found in a sheet's order usually are already)."""
+    return a if len(a) < 2 or bool((a[1:] >= a[:-1]).all()) else np.sort(a)
 
 
 def _formatted_column(
@@ -511,23 +516,28 @@ def _formatted_column(
 ) -> tuple[list[str], tuple[int, str, str] | None]:
     """The texts of one column's cells (``cells[k]`` is in row ``rows[k]``), whose formats
     are ``codes`` (a format code to the row numbers of its cells), and the first cell
-    (row, sent, shown) whose text differs from what a person sees, if any."""
+    (row, sent, shown) whose text differs from what a person sees, if any.
+
+    Each cell is converted once: by its format, or as General. The cells of a format are
+    picked out with numpy (an object array of the cells) and its numbers converted in one
+    batch where the format has a quick path; the rest one at a time."""
     n = len(cells)
-    plan: list[tuple[str, list[int], bool]] = []
+    values = np.fromiter(cells, dtype=object, count=n)
+    floats = np.fromiter(map(type, cells), dtype=object, count=n) == float  # noqa: E721 (numpy: each cell)
+    plan: list[tuple[str, Any, bool]] = []
     rewritten = np.zeros(n, dtype=bool)
     for code, wanted in codes.items():
         positions = _positions(rows, wanted)
         changes = as_shown or numfmt.changes_numbers(code)
-        plan.append((code, positions.tolist(), changes))
+        plan.append((code, positions, changes))
         if changes:
             rewritten[positions] = True
-    if rewritten.any():  # each cell converted once: by its format, or as General
-        column = [""] * n
-        kept = np.flatnonzero(~rewritten).tolist()
-        for k, text in zip(kept, column_texts([cells[k] for k in kept]), strict=True):
-            column[k] = text
+    column = np.empty(n, dtype=object)
+    if rewritten.any():
+        kept = np.flatnonzero(~rewritten)
+        column[kept] = column_texts(values[kept].tolist())
     else:
-        column = column_texts(cells)
+        column[:] = column_texts(cells)
     notice: tuple[int, str, str] | None = None
     for code, positions, changes in plan:
         if not changes and notice is not None:
@@ -537,20 +547,19 @@ def _formatted_column(
         if many is not None:
             # Numbers a quick path takes never differ from what is shown (it declines
             # a number whose section would show it otherwise): no notice among them.
-            at = [k for k in positions if type(cells[k]) is float]
-            left: list[int] = []
-            for k, sent in zip(at, many([cells[k] for k in at]), strict=True):
-                if sent is None:
-                    left.append(k)
-                else:
-                    column[k] = sent
-            if len(at) == len(positions):
-                pending = left
+            at = positions[floats[positions]]
+            sent = many(values[at].tolist())
+            left = at[:0]
+            if None in sent:
+                done = np.fromiter((s is not None for s in sent), dtype=bool, count=len(sent))
+                column[at[done]] = [s for s in sent if s is not None]
+                left = at[~done]
             else:
-                others = [k for k in positions if type(cells[k]) is not float]
-                pending = sorted(others + left) if left else others
+                column[at] = sent
+            others = positions[~floats[positions]]
+            pending = np.sort(np.concatenate((others, left))) if len(left) else others
         moment = fast_moment(code)
-        for k in pending:
+        for k in pending.tolist():
             value = cells[k]
             kind = type(value)
             if kind is str or kind is dt.date:  # text, or a date the reader already made
@@ -558,19 +567,20 @@ def _formatted_column(
                     column[k] = cell_to_str(value)
                 continue
             if kind is dt.datetime:
-                sent = moment(value)
-                if sent is not None:  # (a date-time is never shown otherwise)
-                    column[k] = sent
+                text = moment(value)
+                if text is not None:  # (a date-time is never shown otherwise)
+                    column[k] = text
                     continue
-            done = formatted_cell(
+            done_cell = formatted_cell(
                 value, code, date1904=date1904, as_shown=as_shown, want_shown=notice is None
             )
-            column[k] = done.sent
-            if done.shown and notice is None:
-                notice = (rows[k], done.sent, done.shown)
+            column[k] = done_cell.sent
+            if done_cell.shown and notice is None:
+                notice = (rows[k], done_cell.sent, done_cell.shown)
                 if not changes:
                     break
-    return column, notice
+    texts: list[str] = column.tolist()
+    return texts, notice
 
 
 class SheetFormats:

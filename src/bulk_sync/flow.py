@@ -11,7 +11,7 @@ Reno's rules) under a ceiling (``--concurrency N``, or 256 for ``auto``):
 - an overload signal (429, 502/503/504, a timeout or a dropped connection) multiplies the
   window by ``decrease`` (0.9), at most once per round trip: drops of requests sent
   before the last decrease were caused by the old window and are not counted again; and
-  the window never stays above the requests still on the wire when a drop comes back;
+  the window never stays above the requests still holding a place when a drop comes back;
 - a clean answer adds ``1/window`` (one request per round trip's worth of answers), or
   1 during slow start (doubling per round trip), which runs from a low start until the
   first overload signal, again after an outage, back up to the window before it, and
@@ -131,12 +131,12 @@ class Limiter:
 
     def on_drop(self, *, sent_at: float, now: float, in_flight: int | None = None) -> bool:
         """An overload signal, at ``now``, for a request sent at ``sent_at``;
-        ``in_flight``: requests still on the wire (without this one). True when the
+        ``in_flight``: requests still holding a place (without this one). True when the
         window shrank.
 
         The window shrinks by ``decrease`` once per round trip (drops of requests sent
         before the last decrease are not counted again), and never stays above what is
-        still on the wire: a burst of fast 429s tells that whatever is not refused is all
+        still held: a burst of fast 429s tells that whatever is not refused is all
         the API holds (TCP also sizes its decrease from the data in flight, not the
         window)."""
         before = self._window

@@ -230,6 +230,7 @@ class _Source:
                 yield bytes(view[k : min(k + size, self.start + self.size)])
             return
         self.data.seek(self.start)
+        size = max(1, min(size, self.size))  # a small file: a small buffer
         buffer = bytearray(size)  # one buffer: no fresh pages to fault in for every block
         while n := self.data.readinto(buffer):  # type: ignore[attr-defined]
             yield buffer if n == size else buffer[:n]

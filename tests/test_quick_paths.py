@@ -19,6 +19,7 @@ from bulk_sync.cells import (
     cell_to_str,
     column_texts,
     fast_moment,
+    fast_moments,
     fast_sent,
     fast_sent_many,
     formatted_cell,
@@ -117,6 +118,18 @@ def test_date_times_the_reader_made_read_as_the_rules_say(code: str, moment: dt.
     sent = fast_moment(code)(moment)
     if sent is not None:
         assert sent == formatted_cell(moment, code).sent
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(CODES),
+    st.lists(
+        st.one_of(moments, moments.map(lambda m: m.replace(hour=23, minute=59, second=59))),
+        max_size=20,
+    ),
+)
+def test_a_batch_of_date_times_reads_as_each_does(code: str, batch: list[dt.datetime]) -> None:
+    assert fast_moments(code)(batch) == [fast_moment(code)(m) for m in batch]
 
 
 def _one_cell_at_a_time(

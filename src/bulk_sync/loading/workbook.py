@@ -25,6 +25,7 @@ from bulk_sync.cells import (
     cell_to_str,
     column_texts,
     fast_moment,
+    fast_moments,
     fast_sent_many,
     formatted_cell,
 )
@@ -522,8 +523,6 @@ def _formatted_column(
     picked out with numpy (an object array of the cells) and its numbers converted in one
     batch where the format has a quick path; the rest one at a time."""
     n = len(cells)
-    values = np.fromiter(cells, dtype=object, count=n)
-    floats = np.fromiter(map(type, cells), dtype=object, count=n) == float  # noqa: E721 (numpy: each cell)
     plan: list[tuple[str, Any, bool]] = []
     rewritten = np.zeros(n, dtype=bool)
     for code, wanted in codes.items():
@@ -532,6 +531,15 @@ def _formatted_column(
         plan.append((code, positions, changes))
         if changes:
             rewritten[positions] = True
+    if len(plan) == 1 and plan[0][2] and len(plan[0][1]) == n:  # one format, every cell
+        many = fast_sent_many(plan[0][0], date1904)
+        if many is not None and set(map(type, cells)) == {float}:
+            sent = many(cells)  # (a column of ids formatted 00000000, typically)
+            if None not in sent:
+                return sent, None  # type: ignore[return-value]
+    values = np.fromiter(cells, dtype=object, count=n)
+    kinds = np.fromiter(map(type, cells), dtype=object, count=n)
+    floats = kinds == float  # noqa: E721 (numpy: cell by cell)
     column = np.empty(n, dtype=object)
     if rewritten.any():
         kept = np.flatnonzero(~rewritten)
@@ -559,6 +567,12 @@ def _formatted_column(
             others = positions[~floats[positions]]
             pending = np.sort(np.concatenate((others, left))) if len(left) else others
         moment = fast_moment(code)
+        dated = pending[kinds[pending] == dt.datetime]
+        if len(dated):  # date-times python-calamine made, at once where they allow it
+            sent = fast_moments(code)(values[dated].tolist())
+            if None not in sent:
+                column[dated] = sent
+                pending = pending[kinds[pending] != dt.datetime]
         for k in pending.tolist():
             value = cells[k]
             kind = type(value)

@@ -745,6 +745,7 @@ class _Styles:
             found = ooxml.styled_cells(xml, self._styles)
             if found is not None:
                 self._found = {name: found}
+                self._xml = {}  # all it was kept for is found: let it go
 
 
 def sheet_texts(

@@ -224,3 +224,9 @@ def test_a_dry_run_draws_no_progress_bar(tmp_path: Path) -> None:
 def test_statuses_in_customer_done_are_final(tmp_path: Path) -> None:
     seen, _ = _run(tmp_path, sender=Echo())
     assert {s for e in seen if isinstance(e, CustomerDone) for _, s in e.outcomes} == {Status.OK}
+
+
+def test_the_end_of_sending_is_announced_once(tmp_path: Path) -> None:
+    seen, _ = _run(tmp_path, sender=Echo())
+    finals = [e for e in seen if isinstance(e, Progress) and e.rows_done == e.rows_total]
+    assert len(finals) == 1

@@ -602,6 +602,8 @@ async def _upload(
     last_progress = 0.0
 
     def progress(now: float) -> Progress:
+        nonlocal last_progress
+        last_progress = now
         stats = uploader.stats if uploader else UploadStats()
         return Progress(
             rows_total,
@@ -621,12 +623,10 @@ async def _upload(
     redact = Redactor([token])
 
     def emit_progress() -> None:
-        nonlocal last_progress
-        last_progress = clock()
-        emit(progress(last_progress))
+        emit(progress(clock()))
 
     def on_result(result: JobResult) -> None:
-        nonlocal done_rows, done_customers, failed_rows, ok_rows, last_progress
+        nonlocal done_rows, done_customers, failed_rows, ok_rows
         lines = []
         accepted: list[tuple[str, str]] = []
         outcomes: list[tuple[int, Status]] = []
@@ -660,7 +660,6 @@ async def _upload(
         emit(CustomerDone(result.job.customer_id, tuple(outcomes)))
         now = clock()
         if now - last_progress >= 0.1 or done_rows == rows_total:
-            last_progress = now
             emit(progress(now))
 
     try:
@@ -695,7 +694,8 @@ async def _upload(
                 return await uploader.run(jobs, on_result, stop)
             finally:
                 ticker.cancel()
-                emit(progress(clock()))
+                if done_rows != rows_total:  # else the last result just said so
+                    emit(progress(clock()))
         finally:
             if client_cm is not None:
                 await client_cm.__aexit__(None, None, None)

@@ -301,14 +301,14 @@ def test_reports_are_written_through_their_open_file_never_reopened_by_name(
 # -- 11.2: a file of the inbox swapped for a link while an earlier one is processed -------------
 
 
-def _slow_then_swap(
-    server: EmulatorThread, swap: Callable[[], None], *, after_requests: int = 1
-) -> threading.Thread:
-    """A thread that performs ``swap`` once the server has seen its first request(s)."""
+def _slow_then_swap(server: EmulatorThread, swap: Callable[[], None]) -> threading.Thread:
+    """A thread that performs ``swap`` as soon as the first request reaches the server,
+    while its answer is still delayed by the server's latency (the run is then busy with
+    the first file, and has not opened the next)."""
 
     def run() -> None:
         deadline = time.monotonic() + 20
-        while server.state.requests_total < after_requests and time.monotonic() < deadline:
+        while server.state.max_in_flight < 1 and time.monotonic() < deadline:
             time.sleep(0.005)
         swap()
 

@@ -165,6 +165,19 @@ def run_child(
     return ChildResult(proc.returncode, wall, usage.ru_maxrss / 1024, "".join(out), "".join(err))
 
 
+def before_src(rev: str) -> Path:
+    """The package as it was at git revision ``rev``, extracted once (``git archive``)
+    into bench/out/before-REV/src: put it on PYTHONPATH to run the code before."""
+    target = OUT / f"before-{rev}"
+    if not (target / "src" / "bulk_sync" / "__init__.py").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target / "src"
+
+
 _LISTENING = re.compile(r"(http://127\.0\.0\.1:\d+)")
 
 

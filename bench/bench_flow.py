@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,9 +50,9 @@ from _common import (
     BENCH,
     OUT,
     PYTHON,
-    ROOT,
     TOKEN,
     ChildResult,
+    before_src,
     emulator,
     ensure_dirs,
     print_machine,
@@ -72,18 +71,6 @@ def stats(base: str) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
         data: dict[str, Any] = json.loads(answer.read())
     return data
-
-
-def before_src(rev: str) -> Path:
-    """The package as it was at ``rev``, extracted once into bench/out/before-REV/src."""
-    target = OUT / f"before-{rev}"
-    if not (target / "src" / "bulk_sync" / "__init__.py").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target / "src"
 
 
 def sync_run(

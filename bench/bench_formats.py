@@ -25,14 +25,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import DATA, OUT, PYTHON, ROOT, ensure_dirs, print_machine, run_child, table
+from _common import (
+    DATA,
+    PYTHON,
+    before_src,
+    ensure_dirs,
+    print_machine,
+    run_child,
+    table,
+)
 from make_data import make_xlsx
 
 CHILD = r"""
@@ -90,24 +97,6 @@ def make(rows: int, formatted: bool) -> Path:
     wb.save(tmp)
     tmp.rename(path)
     return path
-
-
-def before_src(rev: str) -> Path:
-    """The package as it was at ``rev``, extracted once into bench/out/before-REV/src."""
-    name = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    target = OUT / f"before-{name}"
-    if not (target / "src" / "bulk_sync" / "__init__.py").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", rev, "src"], check=True, capture_output=True
-        )
-        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target / "src"
 
 
 def measure(readers: dict[str, Path | None], path: Path, runs: int) -> dict[str, dict[str, float]]:

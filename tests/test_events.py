@@ -230,3 +230,28 @@ def test_the_end_of_sending_is_announced_once(tmp_path: Path) -> None:
     seen, _ = _run(tmp_path, sender=Echo())
     finals = [e for e in seen if isinstance(e, Progress) and e.rows_done == e.rows_total]
     assert len(finals) == 1
+
+
+def test_the_summary_gives_the_widest_window_and_how_often_it_narrowed() -> None:
+    from pathlib import Path
+
+    from bulk_sync.cli import format_summary
+    from bulk_sync.runner import Summary
+
+    def summary(flow: FlowState | None, openings: int = 0) -> str:
+        s = Summary(
+            counts={"ok": 10}, rows=10, customers=10, requests=12, retries=2, elapsed=1.0,
+            report=Path("r.csv"), exit_code=0, dry_run=False, flow=flow,
+            breaker_openings=openings,
+        )  # fmt: skip
+        return format_summary(s)
+
+    # narrowed in the tail to the one request still out: the window at the end misleads
+    text = summary(FlowState(1, 8, widest=8, narrowed=3, paused_seconds=1.25))
+    assert "window up to 8/8, narrowed 3 times; paused 1.2s" in text
+    assert "at the end" not in text
+    # `auto`: what it found
+    found = summary(FlowState(47, 256, widest=48, narrowed=1))
+    assert "window up to 48/256, narrowed 1 time\n" in found
+    assert "window" not in summary(FlowState(8, 8, widest=8))  # nothing happened
+    assert "window up to 8/8; API unavailable 2 times" in summary(FlowState(8, 8, widest=8), 2)

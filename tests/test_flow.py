@@ -74,6 +74,15 @@ def test_auto_slow_starts_doubling_each_round_trip_until_the_first_drop() -> Non
     assert limiter.window == 122  # back at once to 95% of where it was refused (121.6)...
     now = serve_round(limiter, now)
     assert limiter.window == 123  # ...then additive
+    assert limiter.widest == 128  # the widest window of the run, for the summary
+
+
+def test_the_widest_window_is_kept_when_the_window_narrows_in_the_tail() -> None:
+    limiter = Limiter(8)
+    assert limiter.widest == 8
+    limiter.on_drop(sent_at=1.0, now=1.05, in_flight=1)  # a drop with one request left out
+    assert limiter.window == 1
+    assert (limiter.widest, limiter.decreases) == (8, 1)
 
 
 def test_the_window_never_goes_below_the_minimum() -> None:

@@ -695,9 +695,17 @@ def format_summary(s: Summary) -> str:
         )
     flow = s.flow
     if flow is not None and (
-        flow.window < flow.ceiling or s.breaker_openings or flow.paused_seconds >= 0.05
+        flow.window < flow.ceiling
+        or flow.narrowed
+        or s.breaker_openings
+        or flow.paused_seconds >= 0.05
     ):
-        text = f"  window {flow.window}/{flow.ceiling} at the end"
+        # the run's widest window and how often it narrowed: the window at the very end
+        # says little (in the tail, a drop clamps it to the few requests still out)
+        widest = flow.widest if flow.widest is not None else flow.window
+        text = f"  window up to {widest}/{flow.ceiling}"
+        if flow.narrowed:
+            text += f", narrowed {flow.narrowed} time" + ("s" if flow.narrowed > 1 else "")
         if s.breaker_openings:
             text += f"; API unavailable {s.breaker_openings} time" + (
                 "s" if s.breaker_openings > 1 else ""

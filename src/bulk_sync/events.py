@@ -61,7 +61,9 @@ class FlowState:
     ``unavailable_since``: wall-clock time (epoch seconds) the API became unavailable,
     ``None`` while it is available;
     ``next_try_in``: seconds until the next probe while the breaker is open;
-    ``paused_seconds``: total time dispatching was paused so far (Retry-After, breaker).
+    ``paused_seconds``: total time dispatching was paused so far (Retry-After, breaker);
+    ``widest``: the widest the window has been so far (``None``: not known);
+    ``narrowed``: how many times the window shrank so far (429, 503, timeouts).
     """
 
     window: int
@@ -71,6 +73,8 @@ class FlowState:
     unavailable_since: float | None = None
     next_try_in: float | None = None
     paused_seconds: float = 0.0
+    widest: int | None = None
+    narrowed: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -81,6 +85,8 @@ class FlowState:
             "unavailable_since": self.unavailable_since,
             "next_try_in": None if self.next_try_in is None else round(self.next_try_in, 1),
             "paused_seconds": round(self.paused_seconds, 3),
+            "widest": self.widest,
+            "narrowed": self.narrowed,
         }
 
 

@@ -86,10 +86,13 @@ class Limiter:
         self._baseline = _WindowedMin(baseline_period)
         self._smoothed: float | None = None
         self.decreases = 0  # how many times the window shrank (for tests and stats)
+        self.widest = start  # the widest window of the run (what `auto` found, for stats)
 
     def _set(self, window: float) -> None:
         self._window = max(float(self.minimum), min(float(self.ceiling), window))
         self.window = int(self._window)
+        if self.window > self.widest:
+            self.widest = self.window
 
     @property
     def at_minimum(self) -> bool:

@@ -300,6 +300,8 @@ class Uploader:
             unavailable_since=self._since_wall if breaker.state != CLOSED else None,
             next_try_in=max(0.0, next_try - now) if next_try is not None else None,
             paused_seconds=self._paused_seconds(now),
+            widest=self._limiter.widest,
+            narrowed=self._limiter.decreases,
         )
 
     def halt(self, reason: str) -> None:

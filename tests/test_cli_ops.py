@@ -393,3 +393,63 @@ def test_retry_refuses_a_journal_and_points_at_resume(
     result = run_cli("retry", str(journal))
     assert result.exit_code == 2
     assert "--resume" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing input", "bad header", "lock held", "bad shard"],
+)
+def test_a_run_that_exits_2_still_writes_its_summary_json_and_metrics(
+    case: str,
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    """The alert `bulk_sync_exit_code != 0` (docs/operations.md) must see a run that sent
+    nothing: the files of the previous, successful run may not stay as they were."""
+    server = emulator_thread()
+    metrics, summary = tmp_path / "m.prom", tmp_path / "s.json"
+    ok_src = write_csv(tmp_path / "ok.csv", [("C1", "a", "1")])
+    outputs = ["--metrics-file", str(metrics), "--summary-json", str(summary)]
+    first = run_cli(
+        "sync", str(ok_src), "--report", str(tmp_path / "1.csv"), "--base-url", server.base_url,
+        *outputs,
+    )  # fmt: skip
+    assert first.exit_code == 0
+    before = json.loads(summary.read_text())
+    assert before["exit_code"] == 0
+    args = ["sync", str(ok_src), "--report", str(tmp_path / "2.csv"), "--base-url", server.base_url]
+    if case == "missing input":
+        args[1] = str(tmp_path / "absent.csv")
+    elif case == "bad header":
+        bad = tmp_path / "bad.csv"
+        bad.write_text("a,b\n1,2\n", encoding="utf-8")
+        args[1] = str(bad)
+    elif case == "lock held":
+        from bulk_sync.lock import RunLock
+
+        args += ["--lock", str(tmp_path / "run.lock")]
+        held = RunLock(tmp_path / "run.lock")
+        held.acquire()
+    else:
+        args += ["--shard", "5/2"]
+    try:
+        result = run_cli(*args, *outputs)
+    finally:
+        if case == "lock held":
+            held.release()
+    assert result.exit_code == 2, result.output
+    doc = json.loads(summary.read_text())
+    assert doc["exit_code"] == 2
+    assert doc["counts"]["ok"] == 0
+    assert doc["requests"] == 0
+    assert doc["error"]
+    prom = dict(
+        line.rsplit(" ", 1) for line in metrics.read_text().splitlines() if not line.startswith("#")
+    )
+    assert prom['bulk_sync_exit_code{job="bulk_sync"}'] == "2"
+    last_success = 'bulk_sync_last_success_timestamp_seconds{job="bulk_sync"}'
+    assert float(prom[last_success]) > 0  # carried over from the first run
+    assert float(prom['bulk_sync_last_run_timestamp_seconds{job="bulk_sync"}']) >= float(
+        prom[last_success]
+    )

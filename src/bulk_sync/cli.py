@@ -37,6 +37,7 @@ from bulk_sync.events import (
     unavailable_text,
 )
 from bulk_sync.files import show_path
+from bulk_sync.models import Status
 from bulk_sync.observability import Redactor, setup_logging, write_metrics, write_summary_json
 from bulk_sync.provenance import path_identity
 from bulk_sync.report import JOURNAL_SUFFIX
@@ -262,16 +263,20 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
         from bulk_sync.inbox import run_inbox_cli
 
         if inputs:
-            _fail("INPUT files and --inbox are exclusive: give one or the other", opts)
+            _fail("INPUT files and --inbox are exclusive: give one or the other", opts, settings)
         _exit(
-            _guard(settings, lambda: run_inbox_cli(settings, opts, _runner_hooks(settings, opts)))
+            _guard(
+                settings,
+                lambda: run_inbox_cli(settings, opts, _runner_hooks(settings, opts)),
+                dry_run=opts["dry_run"],
+            )
         )
     if not inputs:
-        _fail("no input files given (or use --inbox DIR --archive DIR)", opts)
+        _fail("no input files given (or use --inbox DIR --archive DIR)", opts, settings)
     try:
         shard = Shard.parse(opts["shard"]) if opts["shard"] else None
     except BulkSyncError as exc:
-        _fail(str(exc), opts)
+        _fail(str(exc), opts, settings)
     if shard is not None and settings.rate:
         settings = settings.replace(rate=settings.rate / shard.count)
 
@@ -297,7 +302,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
             )
         return _finish(summary, settings, quiet)
 
-    _exit(_guard(settings, job))
+    _exit(_guard(settings, job, dry_run=opts["dry_run"]))
 
 
 @cli.command()
@@ -358,7 +363,7 @@ def retry(report_in: Path, **opts: Any) -> None:
         summary = dataclasses.replace(summary, extra={**summary.extra, "command": "retry"})
         return _finish(summary, settings, opts["quiet"])
 
-    _exit(_guard(settings, job))
+    _exit(_guard(settings, job, dry_run=opts["dry_run"]))
 
 
 def _register_emulator() -> None:
@@ -414,8 +419,26 @@ def _settings(opts: dict[str, Any]) -> Settings:
         _fail(str(exc), opts)
 
 
-def _fail(message: str, opts: dict[str, Any] | None = None) -> NoReturn:
-    """Exit 2 with ``message``: one JSON line with ``--log-format json``, else text."""
+def _fail(
+    message: str, opts: dict[str, Any] | None = None, settings: Settings | None = None
+) -> NoReturn:
+    """Exit 2 with ``message``: one JSON line with ``--log-format json``, else text.
+
+    ``--summary-json`` and ``--metrics-file`` (from ``settings``, else the flags in
+    ``opts``) say so too, so that monitoring never reads an earlier run's exit code."""
+    if settings is not None:
+        _error_outputs(settings, EXIT_UNUSABLE, message, opts)
+    elif opts is not None:
+        _error_outputs(
+            Settings().replace(
+                summary_json=opts.get("summary_json"),
+                metrics_file=opts.get("metrics_file"),
+                metrics_job=opts.get("metrics_job"),
+            ),
+            EXIT_UNUSABLE,
+            message,
+            opts,
+        )
     if opts is not None and opts.get("log_format") == "json":
         doc = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -431,18 +454,57 @@ def _fail(message: str, opts: dict[str, Any] | None = None) -> NoReturn:
     sys.exit(EXIT_UNUSABLE)
 
 
+def _error_outputs(
+    settings: Settings,
+    code: int,
+    text: str,
+    opts: dict[str, Any] | None,
+    *,
+    dry_run: bool = False,
+) -> None:
+    """A run that ended with an error before its summary: ``--summary-json`` and
+    ``--metrics-file`` get its exit code and the message (no rows counted), so that
+    neither keeps saying what an earlier run did."""
+    if settings.summary_json is None and settings.metrics_file is None:
+        return
+    token = settings.token()
+    text = Redactor([token] if token else []).redact(text)
+    summary = Summary(
+        counts={s.value: 0 for s in Status},
+        rows=0,
+        customers=0,
+        requests=0,
+        retries=0,
+        elapsed=0.0,
+        report=Path(),
+        exit_code=code,
+        dry_run=bool(opts.get("dry_run")) if opts is not None else dry_run,
+        aborted=text if code == EXIT_ABORTED else "",
+        extra={"report": None, "error": text},
+    )
+    try:
+        if settings.summary_json is not None:
+            write_summary_json(settings.summary_json, summary)
+        if settings.metrics_file is not None:
+            write_metrics(settings.metrics_file, summary, job=settings.metrics_job)
+    except OSError as exc:  # the message above is what matters; say why these are stale
+        log.warning("could not write the summary or metrics file: %s", exc)
+
+
 def _exit(code: int) -> NoReturn:
     sys.exit(code)
 
 
-def _guard(settings: Settings, job: Callable[[], int]) -> int:
-    """Run ``job`` with logging set up; turn every error into a message and exit code."""
+def _guard(settings: Settings, job: Callable[[], int], *, dry_run: bool = False) -> int:
+    """Run ``job`` with logging set up; turn every error into a message and exit code
+    (written to ``--summary-json``/``--metrics-file`` too)."""
     token = settings.token()
     redactor = Redactor([token] if token else [])
     handler = setup_logging(settings.log_format, secrets=redactor.secrets)
 
     def say(text: str, code: int) -> int:
         text = redactor.redact(text)
+        _error_outputs(settings, code, text, None, dry_run=dry_run)
         if settings.log_format == "json":  # stderr stays one JSON object a line
             log.error(text, extra={"event": "error", "exit_code": code})
         else:

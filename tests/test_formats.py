@@ -163,6 +163,36 @@ def test_xlsx_cells_are_sent_as_a_person_sees_them(tmp_path: Path) -> None:
     assert table.notices == ()
 
 
+def test_a_date_time_format_on_a_whole_day_gives_a_date_time_and_a_time_format_its_time(
+    tmp_path: Path,
+) -> None:
+    """DESIGN.md section 4: date-time cells are YYYY-MM-DDTHH:MM:SS, midnight included
+    (python-calamine hands such a cell over as a date); a time-only format shows 0:00."""
+    path = styled_xlsx(
+        tmp_path,
+        [
+            ("c1", "at", dt.datetime(2023, 3, 15, 0, 0), "yyyy-mm-dd h:mm:ss"),
+            ("c2", "at", 45000, "m/d/yy h:mm"),
+            ("c3", "at", dt.datetime(2023, 3, 15, 18, 0), "yyyy-mm-dd h:mm:ss"),
+            ("c4", "on", dt.date(2023, 3, 15), "yyyy-mm-dd"),
+            ("c5", "at", 45000, "h:mm:ss"),
+            ("c6", "no", 45000, "General"),
+        ],
+    )
+    (table,) = load_file(path)
+    assert list(table.values) == [
+        "2023-03-15T00:00:00",
+        "2023-03-15T00:00:00",
+        "2023-03-15T18:00:00",
+        "2023-03-15",
+        "00:00:00",
+        "45000",
+    ]
+    assert formatted_cell(dt.date(2023, 3, 15), "m/d/yy h:mm") == CellText("2023-03-15T00:00:00")
+    assert formatted_cell(dt.date(2023, 3, 15), "h:mm") == CellText("00:00:00")
+    assert formatted_cell(dt.date(2023, 3, 15), "dd/mm/yyyy") == CellText("2023-03-15")
+
+
 def test_display_only_formats_send_the_exact_number_and_warn_once_per_column(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

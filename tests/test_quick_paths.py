@@ -143,7 +143,7 @@ def _one_cell_at_a_time(
         changes = as_shown or changes_numbers(code)
         for k in sorted(rows.index(r) for r in wanted.tolist() if r in rows):
             value = cells[k]
-            if type(value) is str or type(value) is dt.date:
+            if type(value) is str:
                 continue
             text = formatted_cell(value, code, date1904=date1904, as_shown=as_shown)
             if changes:

@@ -20,7 +20,8 @@ Everything is read as text; nothing is guessed into numbers:
 
 Note on dates: python-calamine reports a date-time value whose time is exactly
 midnight as a :class:`datetime.date` (Excel stores both as the same serial number),
-so such cells read as ``YYYY-MM-DD``.
+so such cells read as ``YYYY-MM-DD`` unless their format shows a time
+(:func:`formatted_cell`: ``YYYY-MM-DDT00:00:00``, or ``00:00:00`` for a time format).
 """
 
 from __future__ import annotations
@@ -229,6 +230,10 @@ def formatted_cell(
             return CellText(value.date().isoformat())
         if isinstance(value, dt.datetime) and section.kind == Kind.TIME:
             return CellText(cell_to_str(value.time()))
+        if type(value) is dt.date and section.kind in (Kind.DATETIME, Kind.TIME):
+            # a date-time at midnight, which python-calamine hands over as a date
+            midnight = dt.datetime.combine(value, dt.time())
+            return CellText(cell_to_str(midnight if section.kind == Kind.DATETIME else dt.time()))
         return CellText(cell_to_str(value))
     number = float(value)
     if not math.isfinite(number):

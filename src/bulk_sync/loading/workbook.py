@@ -567,6 +567,9 @@ def _formatted_column(
             others = positions[~floats[positions]]
             pending = np.sort(np.concatenate((others, left))) if len(left) else others
         moment = fast_moment(code)
+        # python-calamine hands a date-time at midnight over as a date: a format that
+        # shows a time gives it one (formatted_cell), any other the date
+        day_shows_time = numfmt.parse(code)[0].kind in (numfmt.Kind.DATETIME, numfmt.Kind.TIME)
         dated = pending[kinds[pending] == dt.datetime]
         if len(dated):  # date-times python-calamine made, at once where they allow it
             sent = fast_moments(code)(values[dated].tolist())
@@ -576,7 +579,7 @@ def _formatted_column(
         for k in pending.tolist():
             value = cells[k]
             kind = type(value)
-            if kind is str or kind is dt.date:  # text, or a date the reader already made
+            if kind is str or (kind is dt.date and not day_shows_time):  # text, or a date
                 if changes:
                     column[k] = cell_to_str(value)
                 continue

@@ -238,6 +238,7 @@ def _cell(name: str, sheet: str | None, row: int, column: int) -> str:
         ("richtext_example.xlsx", None, 1, 1, "Example richtext"),  # A5: was Examplerichtext
         ("formatted_inline_string.xlsx", None, 1, 0, "Regular Bold"),  # A5
         ("maccentraleurope.biff5.xls", None, 1, 8, "Ładowność"),  # A5: BIFF5 code page
+        ("xlsx-stream-d-date-cell.xlsx", None, 5, 1, "2014-02-14"),  # t="d" ...Z, m/d/yy
     ],
 )
 def test_the_cells_named_in_issue_15_are_sent_as_a_person_sees_them(

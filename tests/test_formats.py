@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -191,6 +193,44 @@ def test_a_date_time_format_on_a_whole_day_gives_a_date_time_and_a_time_format_i
     assert formatted_cell(dt.date(2023, 3, 15), "m/d/yy h:mm") == CellText("2023-03-15T00:00:00")
     assert formatted_cell(dt.date(2023, 3, 15), "h:mm") == CellText("00:00:00")
     assert formatted_cell(dt.date(2023, 3, 15), "dd/mm/yyyy") == CellText("2023-03-15")
+
+
+def test_iso_date_cells_are_sent_by_their_format_whatever_their_suffix(tmp_path: Path) -> None:
+    """XLSX date cells stored as ISO 8601 text (``t="d"``, written by SheetJS, POI and
+    openpyxl's iso_dates) follow DESIGN.md section 4 like serial-number dates, also with
+    the ``Z``, offset, milliseconds or missing seconds that python-calamine leaves as
+    text (SheetJS's own test file: ``2014-02-14T08:27:48.765Z`` under ``m/d/yy``)."""
+    stored = [
+        ("2014-02-14T08:27:48.765Z", "m/d/yy", "2014-02-14"),
+        ("2014-02-14T08:27:48Z", "yyyy-mm-dd hh:mm:ss", "2014-02-14T08:27:48"),
+        ("2014-02-14T08:27:48+01:00", "h:mm:ss", "08:27:48"),
+        ("2014-02-14T08:27", "yyyy-mm-dd h:mm", "2014-02-14T08:27:00"),
+        ("2014-02-14T08:27:48.765Z", "General", "2014-02-14T08:27:48.765"),
+        ("2014-02-14", "dd/mm/yyyy", "2014-02-14"),
+        ("08:27:48", "h:mm:ss", "08:27:48"),
+        ("not a date", "m/d/yy", "not a date"),
+    ]
+    wb = openpyxl.Workbook(iso_dates=True)
+    ws = wb.active
+    ws.append(HEADER)
+    for r, (_, code, _) in enumerate(stored, start=2):
+        ws.append([f"c{r}", "at", dt.datetime(2001, 1, 1, 1, 1, 1)])
+        ws.cell(r, 3).number_format = code
+    plain = tmp_path / "plain.xlsx"
+    wb.save(plain)
+    path = tmp_path / "iso.xlsx"
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as out:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "xl/worksheets/sheet1.xml":
+                for r, (text, _, _) in enumerate(stored, start=2):
+                    cell = re.search(rf'<c r="C{r}"[^>]*t="d"[^>]*><v>[^<]*</v>'.encode(), data)
+                    assert cell is not None
+                    fixed = re.sub(rb"<v>[^<]*</v>", f"<v>{text}</v>".encode(), cell.group())
+                    data = data.replace(cell.group(), fixed)
+            out.writestr(name, data)
+    (table,) = load_file(path)
+    assert list(table.values) == [sent for _, _, sent in stored]
 
 
 def test_display_only_formats_send_the_exact_number_and_warn_once_per_column(

@@ -31,6 +31,7 @@ REPOS = {
     "python-excel/xlrd": ("3a19d22014d7b3f3041b7188d21a653c18c709bf", "BSD-3-Clause"),
     "dimastbk/python-calamine": ("76bedd023625efd05f6b04fe89fcc82a9af65fe7", "MIT"),
     "tafia/calamine": ("263762c8e98ef25da8511d9c5ea1783493e3bf6d", "MIT"),
+    "SheetJS/test_files": ("fb4bdf0158ba308c182f82663b61607bb79cd4b5", "Apache-2.0"),
 }
 
 # (repository, path, why it is here: the issue 15 item it shows)
@@ -81,6 +82,7 @@ SOURCES = [
         "B10 ODS without mimetype",
     ),
     ("PHPOffice/PhpSpreadsheet", "tests/data/Reader/XLS/pwtest3.xls", "B11 default password (xls)"),
+    ("SheetJS/test_files", "xlsx-stream-d-date-cell.xlsx", 'ISO 8601 date cell (t="d", ...Z)'),
 ]
 
 SOFFICE_CSV = "csv:Text - txt - csv (StarCalc):44,34,76,1,,1033,false,true,true,false,false,-1"

@@ -9,6 +9,7 @@ Part names are matched as zip readers and Excel match them: a leading ``/`` drop
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import io
 import posixpath
@@ -535,7 +536,9 @@ def _cell_value(element: ET.Element, strings: Sequence[str]) -> Any:
             return strings[int(v)]
         except (ValueError, IndexError):
             return ""
-    if kind in ("str", "d"):
+    if kind == "d":
+        return iso_moment(v)
+    if kind == "str":
         return v
     if kind == "b":
         return v.strip() in ("1", "true")
@@ -545,6 +548,30 @@ def _cell_value(element: ET.Element, strings: Sequence[str]) -> Any:
         return float(v)
     except ValueError:
         return v
+
+
+def iso_moment(text: str) -> Any:
+    """The moment of an ISO 8601 date cell (``t="d"``): a date, a date-time (its time
+    zone dropped: the clock time as written, since a sheet's moments have no zone), or
+    a time of day; a date-time at midnight is a date, as python-calamine gives it. Text
+    that is not ISO 8601 stays text."""
+    s = text.strip()
+    try:
+        if "T" not in s[1:]:
+            if ":" in s:
+                return dt.time.fromisoformat(s.removeprefix("T")).replace(tzinfo=None)
+            return dt.date.fromisoformat(s)
+        moment = dt.datetime.fromisoformat(s).replace(tzinfo=None)
+    except ValueError:
+        return text
+    return moment.date() if moment.time() == dt.time() else moment
+
+
+def has_iso_dates(xml: bytes) -> bool:
+    """Whether cells of this sheet part hold dates as ISO 8601 text (``t="d"``), which
+    python-calamine leaves as text when they end with a zone (``Z``, ``+01:00``) or lack
+    the seconds."""
+    return b't="d"' in xml or b"t='d'" in xml
 
 
 # --------------------------------------------------------------------------- own reader

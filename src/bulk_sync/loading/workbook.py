@@ -667,7 +667,8 @@ class _Styles:
     ) -> tuple[list[list[Any]], list[int]] | None:
         """The sheet's rows as our own reader reads them (only the rows that have cells),
         where python-calamine would read it wrongly or at great cost: a workbook it
-        refuses; rich text whose runs have spaces at their edges (it drops them); a cell
+        refuses; rich text whose runs have spaces at their edges (it drops them); dates
+        stored as ISO 8601 text (it leaves some as text: ``...Z``); a cell
         far outside the data (it would build the whole bounding box); ``force``: a sheet
         it fails on (None then if our reader fails too). None to let python-calamine
         read it."""
@@ -685,6 +686,8 @@ class _Styles:
         why = ""
         if ooxml.runs_lose_spaces(xml) or self._strings_lose_spaces():
             why = "rich text with spaces between its runs"
+        elif ooxml.has_iso_dates(xml):
+            why = "dates stored as ISO 8601 text"
         else:
             rows, columns = ooxml.sheet_extent(xml)
             if rows * columns > _SPARSE_MIN:  # (counting the cells costs two passes)

@@ -342,6 +342,20 @@ async def test_max_outage_stops_the_run_with_rows_not_sent_never_failed() -> Non
     assert all("unavailable for more than 10 s" in o.error for o in not_sent)
 
 
+async def test_rows_not_sent_after_answers_keep_the_last_http_status() -> None:
+    """DESIGN.md section 3: http_status is the final HTTP status, empty where none. A row
+    whose requests were answered 503 until --max-outage stopped the run says 503; a row
+    never sent says nothing."""
+    vt = VirtualTime()
+    api = ModelApi(vt, down=outage(3.0, 1e9, s503))
+    results = await run(vt, uploader(api, max_outage=10), jobs(2000))
+    not_sent = [o for r in results for o in r.outcomes if o.status is Status.NOT_SENT]
+    tried = [o for o in not_sent if o.attempts]
+    assert tried
+    assert {o.http_status for o in tried} == {503}
+    assert {o.http_status for o in not_sent if not o.attempts} <= {None}
+
+
 async def test_answers_that_show_the_api_is_up_never_open_the_breaker() -> None:
     vt = VirtualTime()
     api = ModelApi(vt, answer=lambda cid, body: CustomerNotFound("nope", status=404))

@@ -151,6 +151,7 @@ class _Flight:
     requests: int = 0
     on_wire: bool = False
     done: dict[int, PairOutcome] = field(default_factory=dict)
+    last_status: int | None = None  # the HTTP status of the last answer, if any
 
 
 @dataclass(slots=True)
@@ -369,7 +370,7 @@ class Uploader:
             error += (
                 "; a request was in flight and may have been applied (sending it again is safe)"
             )
-        rest = PairOutcome(Status.NOT_SENT, None, error, flight.requests)
+        rest = PairOutcome(Status.NOT_SENT, flight.last_status, error, flight.requests)
         outcomes = tuple(flight.done.get(k, rest) for k in range(len(job.pairs)))
         return JobResult(job, outcomes, flight.requests)
 
@@ -402,8 +403,9 @@ class Uploader:
         return JobResult(job, (failure,) * len(job.pairs), attempts)
 
     def _failure(self, exc: BaseException, tries: _Tries, attempts: int) -> PairOutcome:
-        if isinstance(exc, _Halted):
-            return PairOutcome(Status.NOT_SENT, None, f"not sent: {self._halt_reason}", attempts)
+        if isinstance(exc, _Halted):  # the last answer, if any, is the final HTTP status
+            status = tries.last.status if tries.last is not None else None
+            return PairOutcome(Status.NOT_SENT, status, f"not sent: {self._halt_reason}", attempts)
         if isinstance(exc, AuthError):
             return PairOutcome(
                 Status.NOT_SENT,
@@ -540,6 +542,8 @@ class Uploader:
         except ApiError as exc:
             self._in_flight -= 1
             tries.last = exc
+            if flight is not None and exc.status is not None:
+                flight.last_status = exc.status
             try:
                 verdict = self._observe(exc, customer_id, sent_at, probe)
             finally:

@@ -383,3 +383,31 @@ async def test_the_start_page_points_to_the_samples_when_make_serve_says_where(
     async with page_app(tmp_path / "data", Settings(), token=TOKEN) as p:
         _status, text = await p.get("/")
         assert "To try the page" not in text
+
+
+async def test_a_long_file_name_keeps_its_extension(page: Page) -> None:
+    """A name longer than the page keeps is shortened in the middle, never losing the
+    extension that says what kind of file it is (it was refused as "not a spreadsheet")."""
+    name = "Clientes_" + "muito_longo_" * 20 + "2026.csv"
+    content = b"customer_id,attribute,value\n1,a,b\n"
+    status, text, path = await page.upload("/upload", [(name, content)])
+    assert status == 200, text
+    assert path.startswith("/drafts/")
+    assert "not a spreadsheet" not in text
+    shown = re.search(r'<span class="filename">(Clientes_[^<]*)</span>', text)
+    assert shown is not None
+    assert shown.group(1).endswith("2026.csv")
+    assert "…" in shown.group(1)
+    assert len(shown.group(1)) <= 200
+    assert "Read 1 row." in text
+
+
+async def test_a_binary_file_named_csv_is_refused_without_a_column_mapping(page: Page) -> None:
+    """Binary data under a .csv name is not a file with other headers: the page says what
+    the loader says and offers no mapping of its garbage "columns"."""
+    garbage = bytes(range(256)) * 20
+    status, text, _ = await page.upload("/upload", [("export.csv", garbage)])
+    assert status == 200
+    assert "export.csv: does not look like a text (CSV) file" in text
+    assert "are not in this file&#39;s header" not in text
+    assert 'class="mapping' not in text

@@ -159,6 +159,18 @@ def _parse_sample(sample: str, delimiter: str, truncated: bool) -> list[list[str
     return records
 
 
+def check_not_binary(sample: str, options: LoadOptions, source: str) -> None:
+    """Refuse a text file's first characters when they are mostly binary data (unless an
+    encoding is forced): what the loader and :func:`~bulk_sync.loading.peek.peek` both say."""
+    if options.encoding is None and control_ratio(sample[:8192]) > BINARY_RATIO:
+        raise InputError(
+            "does not look like a text (CSV) file: it is mostly binary data "
+            "(if it is UTF-16 or UTF-32 text without a byte-order mark, give --encoding "
+            "utf-16 or --encoding utf-32)",
+            source=source,
+        )
+
+
 def _sniff(sample: str, truncated: bool, ext: str, options: LoadOptions) -> _Sniffed:
     if options.delimiter is not None:
         candidates: tuple[str, ...] = (options.delimiter,)
@@ -313,13 +325,7 @@ def load_delimited(data: bytes | BinaryIO, source: str, ext: str, options: LoadO
     sample = codecs.getincrementaldecoder("utf-8")("replace").decode(
         sample_bytes, final=not truncated
     )
-    if options.encoding is None and control_ratio(sample[:8192]) > BINARY_RATIO:
-        raise InputError(
-            "does not look like a text (CSV) file: it is mostly binary data "
-            "(if it is UTF-16 or UTF-32 text without a byte-order mark, give --encoding "
-            "utf-16 or --encoding utf-32)",
-            source=source,
-        )
+    check_not_binary(sample, options, source)
     if truncated:
         cut = max(sample.rfind("\n"), sample.rfind("\r"))
         if cut > 0:

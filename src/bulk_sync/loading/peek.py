@@ -36,6 +36,7 @@ from bulk_sync.loading.delimited import (
     _parse_sample,
     _sniff,
     _utf8_start,
+    check_not_binary,
 )
 from bulk_sync.loading.layout import column_letter, find_columns
 from bulk_sync.loading.options import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
@@ -137,6 +138,7 @@ def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: i
     sample = codecs.getincrementaldecoder("utf-8")("replace").decode(
         head[skip : skip + _SAMPLE_BYTES], final=not truncated
     )
+    check_not_binary(sample, options, source)  # as the loader: no columns in binary data
     if truncated:
         cut = max(sample.rfind("\n"), sample.rfind("\r"))
         if cut > 0:

@@ -62,13 +62,21 @@ def now_text() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_NAME_MAX = 200  # characters of a file name kept for the page and the report
+
+
 def clean_name(name: str) -> str:
     """The last part of a name a browser sent, without path separators or control
-    characters (``../../x.csv`` -> ``x.csv``); never empty. Only ever *shown* (escaped)
+    characters (``../../x.csv`` -> ``x.csv``), at most 200 characters (a longer one loses
+    the middle, keeping the end and its extension); never empty. Only ever *shown* (escaped)
     and written in reports: files are stored under names the server chose."""
     base = re.split(r"[/\\]", name)[-1]
     base = _UNSAFE_NAME.sub("", base).strip().lstrip(".")
-    return base[:200] or "upload"
+    if len(base) > _NAME_MAX:  # shortened in the middle: the extension says the file's kind
+        stem, dot, ext = base.rpartition(".")
+        end = 8 + (len(dot + ext) if stem and len(ext) <= 10 else 0)
+        base = base[: _NAME_MAX - 1 - end] + "…" + base[-end:]
+    return base or "upload"
 
 
 def headers_key(headers: Sequence[str]) -> str:

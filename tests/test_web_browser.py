@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -390,6 +391,8 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     sync_until(page, big, rows_done=10)
     live = page.locator("#live[aria-live=polite]")
     assert "rows done" in live.inner_text()  # what a screen reader is told
+    slowed = page.inner_text("[data-field=throttled_text]")  # "once", "3 times"
+    assert re.fullmatch(r"once|[\d,]+ times", slowed), slowed
     shot(page, "05-progress")
     page.get_by_role("button", name="Stop").click()
     wait_result(page)
@@ -405,6 +408,7 @@ def test_sync_with_faults_stop_resume_and_retry_the_failed_rows(
     text = page.inner_text("main")
     assert "Done, with problems" in text
     assert "customer not found" in text  # the 4 unknown customers
+    assert "time(s)" not in text
     shot(page, "07-resumed")
 
     emulator.state.directory = None  # the API now knows every customer
@@ -464,6 +468,10 @@ def test_a_run_cut_off_by_a_killed_server_is_resumed_after_a_restart(
         finally:
             server.process.kill()  # kill -9: no graceful stop, no report
             server.process.wait(timeout=10)
+        # The page says it lost the server instead of showing the last numbers as live.
+        page.wait_for_selector("section.progress.lost")
+        assert "Lost contact with the server" in page.inner_text("#state-line")
+        shot(page, "10-server-gone")
         page.context.close()
         server = start_server(tmp_path, emulator.base_url, concurrency=1)
         try:
@@ -481,7 +489,7 @@ def test_a_run_cut_off_by_a_killed_server_is_resumed_after_a_restart(
             assert skipped >= 5  # what the journal said was accepted is not sent again
             assert f"ok\t{80 - skipped}" in summary
             assert len(emulator.state.customers) == 80
-            shot(page, "10-resumed-after-restart")
+            shot(page, "11-resumed-after-restart")
         finally:
             server.stop()
     assert not scanner.leaks, scanner.leaks
@@ -511,3 +519,51 @@ def test_stopping_the_server_stops_a_run_gracefully_with_its_report(
     counts = record["counts"]
     assert counts["ok"] + counts["not_sent"] == 60
     assert (record_file.parent / "report.csv").stat().st_size > 0
+
+
+def test_on_a_phone_sized_screen_no_page_scrolls_sideways(
+    browser: Any, clean: tuple[EmulatorThread, Server], tmp_path: Path
+) -> None:
+    """At 375 px (a phone) wide tables scroll in their own box: the page itself never
+    gets wider than the screen (a phone would show it zoomed out, hard to use)."""
+    _, server = clean
+    context = browser.new_context(
+        viewport={"width": 375, "height": 740}, base_url=server.url, is_mobile=True
+    )
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+
+    def fits(name: str) -> None:
+        shot(page, f"narrow-{name}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, f"{name}: the page is {width} px wide on a 375 px screen"
+
+    page.goto("/")
+    # Headers no other test has mapped (a mapping is remembered), with long cells.
+    crm = tmp_path / "telemovel.csv"
+    crm.write_text(
+        "Contribuinte,Campo do cliente,Valor do campo\n"
+        + "".join(f"{510000000 + k},observacoes,{'texto comprido ' * 8}{k}\n" for k in range(5))
+    )
+    page.get_by_label("Files to upload").set_input_files([str(SAMPLES / "customers.csv"), str(crm)])
+    page.get_by_role("button", name="Upload and check").click()
+    page.wait_for_selector("#file-1 table.sample")  # the mapping's first rows
+    fits("mapping")
+    form = page.locator("#mapping-1")
+    form.get_by_label("Customer id column", exact=True).select_option("Contribuinte")
+    form.get_by_label("Attribute column", exact=True).select_option("Campo do cliente")
+    form.get_by_label("Value column", exact=True).select_option("Valor do campo")
+    form.get_by_role("button", name="Use these columns").click()
+    page.wait_for_selector("table.problems")
+    fits("dry-run")
+    confirm_sync(page)
+    fits("confirm")
+    page.get_by_role("button", name="Yes, sync now").click()
+    wait_result(page)
+    fits("result")
+    page.goto("/runs")
+    page.wait_for_selector("table.runs")
+    fits("history")
+    page.goto("/")
+    fits("start")
+    context.close()

@@ -235,9 +235,13 @@ async def test_only_one_run_at_a_time_per_data_dir(
         first = await start_sync(page, [("c.csv", content)])
         status, text, draft = await page.upload("/upload", [("d.csv", content)])
         status, text = await page.get(draft + "/confirm")
+        # Said before asking, with the way to the run that is going.
+        assert "Another run is in progress" in text
+        assert f'href="/runs/{first}"' in text
         status, text = await page.post(draft + "/sync", {"revision": "0"})
         assert status == 409
-        assert "still going: wait for it, or stop it" in text
+        assert "another run is in progress (started " in text
+        assert f'href="/runs/{first}">Follow the run in progress' in text
         # Another server on the same data dir is refused by the lock.
         async with page_app(tmp_path / "data", settings, token=api_token) as other:
             status, text, draft = await other.upload("/upload", [("d.csv", content)])

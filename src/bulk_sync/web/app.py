@@ -33,6 +33,7 @@ from bulk_sync.web.base import (
     Secrets,
     WebConfig,
     duration,
+    times,
 )
 from bulk_sync.web.middleware import guard_middleware, security_middleware
 from bulk_sync.web.runs import RunManager
@@ -87,6 +88,7 @@ def create_app(config: WebConfig) -> web.Application:
     env.filters["letters"] = column_letters
     env.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else n
     env.filters["duration"] = duration
+    env.filters["times"] = times
     env.filters["when"] = lambda s: s.replace("T", " ").replace("Z", " UTC") if s else ""
     env.globals["version"] = __version__
     app[TEMPLATES] = env

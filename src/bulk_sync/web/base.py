@@ -19,7 +19,7 @@ from bulk_sync.redaction import Redactor
 from bulk_sync.web.analysis import AnalysisCache
 from bulk_sync.web.runs import RunManager
 from bulk_sync.web.security import Security, Session
-from bulk_sync.web.store import DataDir
+from bulk_sync.web.store import DataDir, RunRecord
 
 log = logging.getLogger("bulk_sync.web")
 
@@ -100,9 +100,16 @@ def render(
         "logged_in": security.password is not None and security.logged_in(session),
         "static": lambda name: request.app.router["static"].url_for(filename=name),
         "api_url": display_url(request.app[CONFIG].settings.base_url),
+        "running": running_run(request),
     }
     html = env.get_template(template).render({**base, **context})
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def running_run(request: web.Request) -> RunRecord | None:
+    """The record of the run this server is running now, or None."""
+    live = request.app[RUNS].live
+    return live.record if live is not None and not live.done.is_set() else None
 
 
 def display_url(url: str) -> str:
@@ -114,6 +121,11 @@ def display_url(url: str) -> str:
             host = f"{host}:{parts.port}"
         return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
     return url
+
+
+def times(n: int) -> str:
+    """``once``, ``2 times``, ``1,024 times`` (``0 times`` before the first)."""
+    return "once" if n == 1 else f"{n:,} times"
 
 
 def duration(seconds: float | None) -> str:

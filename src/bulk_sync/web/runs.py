@@ -184,7 +184,11 @@ class RunManager:
         Raises :class:`Busy` when another run holds the data dir or the state."""
         self.check_ready()
         if self.live is not None and not self.live.done.is_set():
-            raise Busy(f"run {self.live.record.id} is still going: wait for it, or stop it")
+            started = self.live.record.started.replace("T", " ").replace("Z", " UTC")
+            raise Busy(
+                f"another run is in progress (started {started}). Only one run at a time: "
+                "wait for it to finish, or stop it"
+            )
         locks = self._take_locks()
         try:
             record = self._new_record(request)

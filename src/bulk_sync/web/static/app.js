@@ -124,7 +124,8 @@
     function update(s) {
       set("state_text", STATES[s.state] || s.state);
       ["rows_done", "rows_total", "ok", "failed", "customers_done", "customers_total",
-        "requests", "retries", "throttled"].forEach(function (k) { set(k, formatNumber(s[k])); });
+        "requests", "retries"].forEach(function (k) { set(k, formatNumber(s[k])); });
+      set("throttled_text", s.throttled === 1 ? "once" : formatNumber(s.throttled) + " times");
       set("rate", String(s.rate));
       set("eta_text", duration(s.eta));
       set("elapsed_text", duration(s.elapsed));
@@ -153,7 +154,22 @@
       lastState = s.state;
     }
     var source = new EventSource(section.dataset.events);
-    source.addEventListener("progress", function (event) { update(JSON.parse(event.data)); });
+    source.addEventListener("progress", function (event) {
+      section.classList.remove("lost");
+      update(JSON.parse(event.data));
+    });
+    // The server went away (restarted, network): say so instead of showing the last
+    // numbers as if they were live. EventSource tries again by itself; a stream it
+    // gave up on (the server answered with an error) needs a reload.
+    source.addEventListener("error", function () {
+      var text = source.readyState === EventSource.CLOSED
+        ? "Lost contact with the server: reload the page to see where the run is."
+        : "Lost contact with the server: trying again… (the numbers below are from before)";
+      section.classList.add("lost");
+      set("state_text", text);
+      live.textContent = text;
+      lastState = "lost";
+    });
     source.addEventListener("finished", function () {
       source.close();
       window.location.reload();

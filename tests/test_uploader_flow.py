@@ -97,8 +97,10 @@ class ModelApi:
         retry_after: float = 1.0,
         down: Callable[[float], ApiError | None] | None = None,
         answer: Callable[[str, Mapping[str, str]], ApiError | None] | None = None,
+        down_after: float = 0.001,
     ) -> None:
         self.vt = vt
+        self.down_after = down_after  # how long a failure in an outage takes to come back
         self.latency = latency
         self.jitter = jitter
         self._rnd = random.Random(7)
@@ -118,7 +120,7 @@ class ModelApi:
         now = self.vt.now
         self.sent.append((now, customer_id))
         if self.down is not None and (failure := self.down(now)) is not None:
-            await self.vt.sleep(0.001)
+            await self.vt.sleep(self.down_after)
             raise failure
         if self.capacity is not None and self.in_flight >= self.capacity:
             self.throttled += 1
@@ -306,6 +308,22 @@ async def test_requests_held_back_by_the_breaker_keep_their_attempts_and_deadlin
     assert statuses(results) == {Status.OK: 300}
     requests = {o.attempts for r in results for o in r.outcomes}
     assert max(requests) > 2  # more requests than --max-attempts, none of them counted
+
+
+@pytest.mark.parametrize("concurrency", [8, 64, "auto"])
+async def test_an_outage_of_timeouts_costs_no_attempt_even_when_the_window_shrinks_to_one(
+    concurrency: Concurrency,
+) -> None:
+    # The requests in flight when the API hangs all time out together: the window shrinks
+    # to one, and the retries go one at a time. The first retry fails before the breaker
+    # has seen its 10 failures in a row; that failure is part of the outage all the same.
+    vt = VirtualTime()
+    timed_out = lambda: TransportError("timed out waiting for the response")  # noqa: E731
+    api = ModelApi(vt, down=outage(0.5, 4.5, timed_out), down_after=1.0)
+    policy = RetryPolicy(max_attempts=2, initial=0.01, maximum=0.05)
+    results = await run(vt, up := uploader(api, retry=policy, concurrency=concurrency), jobs(3000))
+    assert statuses(results) == {Status.OK: 3000}
+    assert up.stats.breaker_openings == 1
 
 
 async def test_flow_state_while_the_api_is_down_says_since_when_and_the_next_try() -> None:

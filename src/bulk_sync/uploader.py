@@ -521,16 +521,22 @@ class Uploader:
         retry: bool = False,
     ) -> dict[str, str]:
         """One attempt: admission (breaker, pause, window, rate), the request, and its
-        answer fed back as one sample. Raises the attempt's :class:`ApiError`."""
+        answer fed back as one sample. Raises the attempt's :class:`ApiError`.
+
+        Failures still ``unsure`` are decided once this attempt has its place, just before
+        it goes, not when it starts to wait for one: the requests ahead of it in the queue
+        may be the ones whose failures open the breaker (after the requests in flight all
+        time out, the window is down to one and they go one at a time)."""
+        probe = await self._admit(tries)
         if tries.unsure:
-            if self.stats.breaker_openings > tries.epoch or self._breaker.state != CLOSED:
+            if probe or self.stats.breaker_openings > tries.epoch or self._breaker.state != CLOSED:
                 tries.unsure = 0  # they were the start of an outage
             else:
                 tries.counted += tries.unsure
                 tries.unsure = 0
                 if tries.last is not None and self._stop(tries):
+                    self._release()  # the place taken for an attempt that will not go
                     raise tries.last
-        probe = await self._admit(tries)
         tries.requests += 1
         self.stats.requests += 1
         if retry:

@@ -411,3 +411,25 @@ async def test_a_binary_file_named_csv_is_refused_without_a_column_mapping(page:
     assert "export.csv: does not look like a text (CSV) file" in text
     assert "are not in this file&#39;s header" not in text
     assert 'class="mapping' not in text
+
+
+async def test_all_sheets_names_the_sheets_it_left_out_and_why(page: Page) -> None:
+    """With "all sheets" the page reads the visible sheets that have the columns: the page names the
+    others (the command line warns about them), so a hidden sheet's rows are not missed
+    unnoticed."""
+    from openpyxl import load_workbook
+
+    book = load_workbook(io.BytesIO(two_sheet_workbook()))
+    hidden = book.create_sheet("Arquivo")
+    hidden.sheet_state = "hidden"
+    hidden.append(["customer_id", "attribute", "value"])
+    hidden.append(["3", "segment", "Antigo"])
+    out = io.BytesIO()
+    book.save(out)
+    _status, text, path = await page.upload("/upload", [("book.xlsx", out.getvalue())])
+    draft_id = path.rsplit("/", 1)[1]
+    _status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "*all*"})
+    assert "Read 2 rows from sheet “Dados”" in text
+    assert "Left out: sheet “Notas” (without the columns), sheet “Arquivo” (hidden)." in text
+    _status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "Dados"})
+    assert "Left out" not in text  # one sheet chosen: nothing is left out

@@ -52,6 +52,19 @@ class FileView:
     def ok(self) -> bool:
         return not self.load_error and not self.peek_error
 
+    @property
+    def left_out(self) -> tuple[tuple[str, str], ...]:
+        """With "all sheets": the worksheets not read, each with why (``hidden``, or
+        ``without the columns``), as the command line warns about them."""
+        if self.peek is None or not self.file.all_sheets or not self.tables:
+            return ()
+        read = {sheet for sheet, _ in self.tables}
+        return tuple(
+            (s.name, "without the columns" if s.visible else "hidden")
+            for s in self.peek.sheets
+            if s.name not in read
+        )
+
     def chosen(self, logical: str) -> str:
         """The header chosen (or found) for ``customer_id``, ``attribute`` or ``value``."""
         if logical in self.file.columns:

@@ -409,6 +409,8 @@ async def test_a_binary_file_named_csv_is_refused_without_a_column_mapping(page:
     status, text, _ = await page.upload("/upload", [("export.csv", garbage)])
     assert status == 200
     assert "export.csv: does not look like a text (CSV) file" in text
+    assert "--encoding" not in text  # the page has no flags: what to do, in its words
+    assert "save it again as CSV UTF-8" in text
     assert "are not in this file&#39;s header" not in text
     assert 'class="mapping' not in text
 
@@ -433,3 +435,13 @@ async def test_all_sheets_names_the_sheets_it_left_out_and_why(page: Page) -> No
     assert "Left out: sheet “Notas” (without the columns), sheet “Arquivo” (hidden)." in text
     _status, text = await page.post(f"/drafts/{draft_id}/files/0", {"sheet": "Dados"})
     assert "Left out" not in text  # one sheet chosen: nothing is left out
+
+
+async def test_a_file_with_other_headers_gets_advice_without_command_line_flags(
+    page: Page,
+) -> None:
+    _status, text, _ = await page.upload("/upload", [("crm.csv", b"foo;bar;baz\n1;2;3\n")])
+    assert "crm.csv: missing columns" in text
+    assert "read with delimiter" in text
+    assert "--delimiter" not in text
+    assert "save the file again as CSV" in text

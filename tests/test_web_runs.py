@@ -324,3 +324,26 @@ async def test_a_configured_state_is_honoured_and_locked(
             status, text = await page.post(draft + "/sync", {"revision": "0"})
         assert status == 409
         assert "another run is in progress" in text
+
+
+async def test_an_outage_is_told_in_the_page_s_words_not_the_command_line_s(
+    tmp_path: Path, make_emulator: object, api_token: str
+) -> None:
+    """The page has a Resume button, not a --resume flag: the engine's "run again with
+    --resume REPORT" is said as the page says it; the report keeps the engine's words."""
+    emulator = await make_emulator(outage_after=5, outage_seconds=60)  # type: ignore[operator]
+    settings = settings_for(emulator, concurrency=1, max_outage=0.5)
+    rows = [(str(7000 + k), "segment", "x") for k in range(20)]
+    content = write_csv(tmp_path / "c.csv", rows).read_bytes()
+    async with page_app(tmp_path / "data", settings, token=api_token) as page:
+        run_id = await start_sync(page, [("c.csv", content)])
+        text = await wait_finished(page, run_id)
+        assert run_record(page, run_id)["exit_code"] == 3
+        assert "the API was unavailable for more than 0.5 s" in text
+        assert "(max_outage in the server&#39;s settings)" in text
+        assert "Resume sends the rest" in text
+        assert "--resume" not in text
+        assert "--max-outage" not in text
+        assert "Resume: send the rest…" in text  # the button it speaks of
+        report = report_lines(page.data_dir / "runs" / run_id / "report.csv")
+        assert any("--resume REPORT" in r["error"] for r in report if r["status"] == "not_sent")

@@ -33,6 +33,7 @@ from bulk_sync.web.base import (
     Secrets,
     WebConfig,
     duration,
+    for_page,
     times,
 )
 from bulk_sync.web.middleware import guard_middleware, security_middleware
@@ -89,6 +90,7 @@ def create_app(config: WebConfig) -> web.Application:
     env.filters["number"] = lambda n: f"{n:,}" if isinstance(n, int) else n
     env.filters["duration"] = duration
     env.filters["times"] = times
+    env.filters["for_page"] = for_page
     env.filters["when"] = lambda s: s.replace("T", " ").replace("Z", " UTC") if s else ""
     env.globals["version"] = __version__
     app[TEMPLATES] = env

@@ -123,6 +123,34 @@ def display_url(url: str) -> str:
     return url
 
 
+# The command line's advice in the engine's and the loader's messages, as the page says it:
+# the page has no flags (its settings are the server's --config, its choices the page's own
+# controls). The report's ``error`` column keeps the engine's words, as `sync` writes them.
+_FOR_PAGE: tuple[tuple[str, str], ...] = (
+    ("; run again with --resume REPORT to send the rest", "; Resume sends the rest"),
+    (" (--max-outage)", " (max_outage in the server's settings)"),
+    ("try --max-attributes-per-request", "max_attributes_per_request in the settings splits it"),
+    ("; give --delimiter if that is wrong", "; if that is wrong, save the file again as CSV"),
+    ("(give the right encoding, e.g. --encoding cp1252)", "(save it again as CSV UTF-8)"),
+    (
+        "(if it is UTF-16 or UTF-32 text without a byte-order mark, give --encoding "
+        "utf-16 or --encoding utf-32)",
+        "(if it is text, save it again as CSV UTF-8)",
+    ),
+    (" (use --sheet)", " (choose the sheet above)"),
+    ("; with --all-sheets, sheets without", "; with all sheets, sheets without"),
+    (" (--on-conflict last)", " (on_conflict: last in the settings)"),
+)
+
+
+def for_page(text: str) -> str:
+    """A message of the engine or the loader with its command-line advice said as the
+    page says it (``run again with --resume REPORT`` is the page's Resume button)."""
+    for cli, page in _FOR_PAGE:
+        text = text.replace(cli, page)
+    return text
+
+
 def times(n: int) -> str:
     """``once``, ``2 times``, ``1,024 times`` (``0 times`` before the first)."""
     return "once" if n == 1 else f"{n:,} times"

@@ -570,6 +570,41 @@ def test_invalid_utf8_falls_back_to_cp1252_or_with_a_forced_encoding_names_the_l
     assert "--encoding" in forced.output
 
 
+@pytest.mark.parametrize(
+    ("utf8_text", "line"),
+    [("José".encode(), 2), ("Łódź".encode(), 2), ("東京".encode(), 2)],
+)
+def test_a_file_mixing_utf8_and_cp1252_is_refused_not_sent_as_mojibake(
+    tmp_path: Path, utf8_text: bytes, line: int
+) -> None:
+    """Not UTF-8, so cp1252 (DESIGN.md section 4); but a line in UTF-8 would then be
+    sent as mojibake ('JosÃ©'), exit 0. Exit 2 naming both lines; --encoding decides."""
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(HEADER_LINE + b"c1,name," + utf8_text + b"\r\nc2,name,caf\xe9\r\n")
+    result = dry_run(path, tmp_path / "r.csv")
+    check_clean(result)
+    assert result.exit_code == 2, result.output
+    assert "mixed.csv" in result.output
+    assert f"line {line} holds UTF-8 text" in result.output
+    assert "byte 0xE9 on line 3" in result.output
+    assert "--encoding" in result.output
+    forced = dry_run(path, tmp_path / "r2.csv", "--encoding", "latin-1")
+    assert forced.exit_code in (0, 1), forced.output  # (1: a C1 control read from UTF-8)
+    assert report_lines(tmp_path / "r2.csv")[1]["value"] == "café"
+
+
+@pytest.mark.parametrize(
+    "cp1252_text",
+    ["Região Norte; „Fuß“ “ÄRGER”", "SÃO PAULO ©2024 É… Ü¹", "Straße – Größe ½ ¾ µ"],
+)
+def test_a_cp1252_file_is_still_read_as_cp1252(tmp_path: Path, cp1252_text: str) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes(HEADER_LINE + b'c1,a,"' + cp1252_text.encode("cp1252") + b'"\r\n')
+    result = dry_run(path, tmp_path / "r.csv")
+    assert result.exit_code == 0, result.output
+    assert report_lines(tmp_path / "r.csv")[0]["value"] == cp1252_text
+
+
 def test_merged_cells_give_their_value_to_the_top_left_cell_only(tmp_path: Path) -> None:
     path = xlsx(
         tmp_path / "merged.xlsx",

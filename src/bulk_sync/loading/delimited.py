@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -85,12 +86,53 @@ def _decode_all(data: bytes, forced: str | None, source: str) -> str:
                 raise _decode_error(exc, data[len(bom) :], encoding, source) from None
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
+    except UnicodeDecodeError as exc:
+        _refuse_mixed(data, exc, source)
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:
         return data.decode("latin-1")
+
+
+# A UTF-8 sequence of two to four bytes, and the characters such a sequence may decode to
+# that show UTF-8 text in a file that is not UTF-8: a letter of Latin-1 or Latin
+# Extended-A (é, ç, ł, ő: U+00C0 to U+017F) or a letter of another script written in
+# three or four bytes. Read as cp1252 those bytes are mojibake ("Ã©"); the pairs a real
+# cp1252 text forms (a capital accented letter, then a curly quote, an ellipsis or a
+# symbol: "É…", "ß“") seldom decode to either: only Ã, Ä or Å before one of the 64
+# bytes 0x80-0xBF do.
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_MIXED_SCAN = 10_000  # sequences looked at, at most, for one that is clearly UTF-8 text
+
+
+def _refuse_mixed(data: bytes, exc: UnicodeDecodeError, source: str) -> None:
+    """Refuse a file that is not UTF-8 (``exc``) but holds UTF-8 text elsewhere: read as
+    cp1252, that text would be sent as mojibake ("JosÃ©"). Nothing tells which encoding
+    each line is in, so the person decides (re-save it, or ``--encoding``). Binary data
+    is left to :func:`check_not_binary`."""
+    if control_ratio(data[:8192].decode("latin-1")) > BINARY_RATIO:
+        return
+    for k, match in enumerate(_UTF8_SEQUENCE.finditer(data)):
+        if k >= _MIXED_SCAN:
+            return
+        try:
+            char = match.group().decode("utf-8")
+        except UnicodeDecodeError:  # (an overlong or surrogate form: not text)
+            continue
+        latin = "\u00c0" <= char <= "\u017f"
+        if not (latin or (len(match.group()) > 2 and unicodedata.category(char).startswith("L"))):
+            continue
+        line = data.count(b"\n", 0, match.start()) + 1
+        bad_line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start : exc.start + 1].hex().upper()
+        raise InputError(
+            f"the file mixes encodings: line {line} holds UTF-8 text ({char!r}) but byte "
+            f"0x{byte} on line {bad_line} is not UTF-8; save the file again in one encoding "
+            "(UTF-8), or give --encoding to read it all in one (e.g. --encoding cp1252)",
+            source=source,
+        )
 
 
 def _decoded(data: bytes, forced: str | None, source: str) -> str:

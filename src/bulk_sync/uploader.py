@@ -752,9 +752,14 @@ class Uploader:
             while self._resume_at and (delay := self._resume_at - self._clock()) > 0:
                 await self._interruptible_sleep(delay)
             await self._take_slot()
-            if self._breaker.state == CLOSED or probe:
+            if probe:
                 break
-            self._release()  # the breaker opened while this attempt waited for a slot
+            if self._breaker.state == CLOSED and self._resume_at <= self._clock():
+                break
+            # The breaker opened, or the run was paused (a Retry-After with the window at
+            # one), while this attempt waited for its place: it must not go now (one
+            # queued attempt after another would be sent into the pause and refused).
+            self._release()
         if self._interval:
             now = self._clock()
             slot = max(now, self._next_slot)

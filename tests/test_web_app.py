@@ -445,3 +445,18 @@ async def test_a_file_with_other_headers_gets_advice_without_command_line_flags(
     assert "read with delimiter" in text
     assert "--delimiter" not in text
     assert "save the file again as CSV" in text
+
+
+async def test_two_columns_with_the_same_header_are_said_so_not_missing_columns(
+    page: Page,
+) -> None:
+    """Mapping the second of two "Valor" columns cannot work (a mapping names headers):
+    the page says the headers repeat, not that the columns are missing."""
+    content = b"NIF,Campo,Valor,Valor\n1,a,primeiro,segundo\n"
+    _status, text, path = await page.upload("/upload", [("dup.csv", content)])
+    draft_id = path.rsplit("/", 1)[1]
+    mapping = {"layout": "long", "customer_id": "NIF", "attribute": "Campo", "value": "Valor"}
+    _status, text = await page.post(f"/drafts/{draft_id}/files/0", mapping)
+    assert "2 columns match &#39;value&#39;" in text
+    assert "Several columns of this file have the same header." in text
+    assert "are not in this file&#39;s header" not in text

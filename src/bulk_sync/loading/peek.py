@@ -69,7 +69,9 @@ class Peek:
     ``sheet``: the one looked at (``""`` for a text file); ``header_row``: the header's
     row number as the spreadsheet shows it (0 when the sheet is empty); ``headers``: its
     cells; ``sample``: up to ``rows`` data rows below it; ``found``: which logical columns
-    (``customer_id``, ``attribute``, ``value``) the options find in the header."""
+    (``customer_id``, ``attribute``, ``value``) the options find in the header;
+    ``shared``: those that several columns match (same header up to case and spaces: the
+    loader refuses that, and a mapping by header text cannot tell them apart)."""
 
     source: str
     sheets: tuple[SheetInfo, ...]
@@ -79,6 +81,7 @@ class Peek:
     sample: tuple[tuple[str, ...], ...]
     found: tuple[str, ...]
     delimiter: str = ""
+    shared: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -111,6 +114,11 @@ def peek(data: bytes, name: str, options: LoadOptions | None = None, *, rows: in
 def _found(header: Sequence[str], options: LoadOptions) -> tuple[str, ...]:
     found, _, _ = find_columns(header, options)
     return tuple(found)
+
+
+def _shared(header: Sequence[str], options: LoadOptions) -> tuple[str, ...]:
+    _, _, ambiguous = find_columns(header, options)
+    return tuple(logical for logical, _ in ambiguous)
 
 
 def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: int) -> Peek:
@@ -164,6 +172,7 @@ def _peek_text(data: bytes, source: str, ext: str, options: LoadOptions, rows: i
         tuple(body),
         _found(sniffed.header, options),
         sniffed.delimiter,
+        _shared(sniffed.header, options),
     )
 
 
@@ -238,7 +247,16 @@ def _read_peek(data: bytes, source: str, fmt: str, options: LoadOptions, rows: i
         for row in grid[at + 1 :]
         if not all(_is_blank(c) for c in row)
     ][:rows]
-    return Peek(source, sheets, name, at + 1, header, tuple(body), _found(header, options))
+    return Peek(
+        source,
+        sheets,
+        name,
+        at + 1,
+        header,
+        tuple(body),
+        _found(header, options),
+        shared=_shared(header, options),
+    )
 
 
 def _filled(row: Sequence[Any]) -> int:

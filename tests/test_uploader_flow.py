@@ -410,6 +410,34 @@ async def test_rows_not_sent_after_answers_keep_the_last_http_status() -> None:
     assert {o.http_status for o in not_sent if not o.attempts} <= {None}
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        lambda: RateLimited("daily quota used up", status=429, retry_after=86400.0),
+        lambda: ServerError("down for maintenance", status=503, retry_after=3600.0),
+    ],
+)
+async def test_a_retry_after_longer_than_max_outage_stops_the_run_at_once(
+    refusal: Callable[[], ApiError],
+) -> None:
+    # Waiting is capped at 5 minutes a time, so this used to wait 5 minutes per attempt,
+    # one request at a time: hours for a few rows, with nothing to show for it.
+    vt = VirtualTime()
+    api = ModelApi(vt, down=lambda now: refusal() if now >= 0.2 else None)
+    up = uploader(api, max_outage=900)
+    results = await run(vt, up, jobs(100))
+    counts = statuses(results)
+    assert counts[Status.OK] >= 20
+    assert counts[Status.NOT_SENT] == 100 - counts[Status.OK]
+    assert vt.now < 5
+    assert up.stats.outage
+    assert "Retry-After" in up.stats.halted
+    assert "--max-outage" in up.stats.halted
+    assert "--resume" in up.stats.halted
+    not_sent = [o for r in results for o in r.outcomes if o.status is Status.NOT_SENT]
+    assert all("--max-outage" in o.error for o in not_sent)
+
+
 async def test_answers_that_show_the_api_is_up_never_open_the_breaker() -> None:
     vt = VirtualTime()
     api = ModelApi(vt, answer=lambda cid, body: CustomerNotFound("nope", status=404))

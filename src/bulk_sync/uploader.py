@@ -651,6 +651,19 @@ class Uploader:
         return left * latency > 2 * self._longest_wait * self._limiter.window
 
     def _throttled(self, exc: ApiError, now: float, at_minimum: bool) -> None:
+        limit = self._max_outage
+        if exc.retry_after is not None and limit is not None and exc.retry_after > limit:
+            # The API says it will not take requests for longer than the run may wait
+            # for it (a quota used up for the day, a maintenance window): stop now, as
+            # --max-outage would after waiting that long, instead of waiting
+            # MAX_RETRY_AFTER per attempt, one request at a time.
+            self.stats.outage = True
+            self.halt(
+                f"the API asked to wait {exc.retry_after:.0f} s (HTTP {exc.status}, "
+                f"Retry-After), longer than --max-outage ({limit:g} s); run again later "
+                "with --resume REPORT to send the rest"
+            )
+            return
         if exc.retry_after is not None:
             self._longest_wait = max(self._longest_wait, min(exc.retry_after, MAX_RETRY_AFTER))
         if self._on_event is not None:

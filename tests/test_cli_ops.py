@@ -453,3 +453,33 @@ def test_a_run_that_exits_2_still_writes_its_summary_json_and_metrics(
     assert float(prom['bulk_sync_last_run_timestamp_seconds{job="bulk_sync"}']) >= float(
         prom[last_success]
     )
+
+
+def test_the_report_never_replaces_an_input_file_even_with_overwrite(
+    tmp_path: Path, run_cli: Callable[..., Result], emulator_thread: Callable[..., EmulatorThread]
+) -> None:
+    server = emulator_thread(customers=frozenset({"C1"}))
+    src = write_csv(tmp_path / "customers.csv", [("C1", "a", "1"), ("C2", "a", "2")])
+    data = src.read_bytes()
+    for args in (["--dry-run"], ["--base-url", server.base_url]):
+        result = run_cli("sync", str(src), "--report", str(src), "--overwrite", *args)
+        assert result.exit_code == 2, result.output
+        assert "is an input file" in result.output
+        assert src.read_bytes() == data
+    (tmp_path / "link.csv").symlink_to(src)
+    result = run_cli("sync", str(tmp_path / "link.csv"), "--report", str(src), "--overwrite")
+    assert result.exit_code == 2, result.output
+    assert src.read_bytes() == data
+    # retry: the report it reads is its input
+    report = tmp_path / "r.csv"
+    assert (
+        run_cli("sync", str(src), "--report", str(report), "--base-url", server.base_url).exit_code
+        == 1
+    )
+    before = report.read_bytes()
+    result = run_cli(
+        "retry", str(report), "--report", str(report), "--overwrite", "--base-url", server.base_url
+    )
+    assert result.exit_code == 2, result.output
+    assert "is an input file" in result.output
+    assert report.read_bytes() == before

@@ -327,7 +327,7 @@ def retry(report_in: Path, **opts: Any) -> None:
                 f"--resume {report_in}"
             )
         out = opts["report"] or default_retry_report_path(report_in)
-        report = resolve_report_path(out, overwrite=opts["overwrite"])
+        report = resolve_report_path(out, overwrite=opts["overwrite"], inputs=[report_in])
         try:
             token = settings.token()
             if not opts["dry_run"]:

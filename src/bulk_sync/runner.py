@@ -181,7 +181,11 @@ def _first_free(base: Path) -> Path:
 
 
 def resolve_report_path(
-    report: Path | None, *, resume: Path | None = None, overwrite: bool = False
+    report: Path | None,
+    *,
+    resume: Path | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[object] = (),
 ) -> Path:
     """Where the report goes. An existing file is never silently replaced.
 
@@ -191,6 +195,10 @@ def resolve_report_path(
     at once (created empty, atomically), so a second run given the same path while this
     one still loads is refused rather than overwriting it at the end; callers release an
     unused reservation with :func:`release_report`.
+
+    A report is never written over one of the ``inputs`` (file paths; other inputs are
+    ignored), not even with ``overwrite``: ``--report customers.csv`` for
+    ``customers-report.csv`` would otherwise replace the data with its report.
     """
     if report is None:
         return default_report_path()
@@ -202,6 +210,12 @@ def resolve_report_path(
         raise UsageError(f"--report {report}: the report must end in .csv or .xlsx")
     if not report.parent.exists():
         raise UsageError(f"--report {report}: folder {report.parent} does not exist")
+    for source in inputs:
+        if isinstance(source, str | os.PathLike) and _same_file(report, Path(source)):
+            raise UsageError(
+                f"--report {report} is an input file; the report would replace it: choose "
+                "another --report path"
+            )
     if stamped:
         # A name made for this run: one already taken (a run started in the same
         # second, or a file or link someone planted at a name they could predict) is
@@ -262,7 +276,9 @@ def _same_file(a: Path, b: Path | None) -> bool:
     if b is None:
         return False
     try:
-        return a.resolve() == b.resolve()
+        if a.resolve() == b.resolve():
+            return True
+        return a.exists() and b.exists() and os.path.samefile(a, b)  # (hard links too)
     except OSError:
         return False
 
@@ -867,7 +883,10 @@ async def sync_async(
         raise UsageError("no input files given")
     resume_path = Path(resume) if resume is not None else None
     report_path = resolve_report_path(
-        Path(report) if report is not None else None, resume=resume_path, overwrite=overwrite
+        Path(report) if report is not None else None,
+        resume=resume_path,
+        overwrite=overwrite,
+        inputs=paths,
     )
     try:
         return await _sync_checked(

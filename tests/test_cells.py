@@ -68,8 +68,33 @@ def test_nan_and_infinity_read_as_empty(value: float) -> None:
 def test_any_finite_float_reads_back_as_the_number_excel_shows(value: float) -> None:
     text = float_to_str(value)
     assert "e" not in text.lower()
-    assert float(text) == float(f"{value:.15g}")  # Excel shows 15 significant digits
+    if value.is_integer() and abs(value) <= 2**53:  # a whole number: all its digits
+        assert int(text) == int(value)
+    else:
+        assert float(text) == float(f"{value:.15g}")  # Excel shows 15 significant digits
     assert not text.endswith(".0")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1234567890123456.0, "1234567890123456"),  # a 16-digit id written by a program
+        (9007199254740992.0, "9007199254740992"),  # 2**53
+        (-1000000000000001.0, "-1000000000000001"),
+        (1e20, "100000000000000000000"),
+        (123456789012345678.0, "123456789012346000"),  # beyond 2**53: as Excel shows it
+    ],
+)
+def test_whole_numbers_are_sent_with_every_digit_the_float_holds(
+    value: float, expected: str
+) -> None:
+    """DESIGN.md section 4: whole numbers without a decimal point; the 15-digit rounding
+    is for the others (0.1 + 0.2). A whole number up to 2**53 is held exactly: rounding
+    1234567890123456 to 1234567890123460 would send another id."""
+    assert cell_to_str(value) == expected
+    from bulk_sync.cells import column_texts
+
+    assert column_texts([value, 1.5]) == [expected, "1.5"]
 
 
 @given(st.decimals(min_value=-(10**14), max_value=10**14, places=6))
@@ -147,8 +172,9 @@ def test_header_normalization_keeps_other_characters() -> None:
     ("number", "text"),
     [
         (12345678901234567890.0, "12345678901234600000"),  # Excel: 1.23456789012346E+19
-        (2.0**53, "9007199254740990"),
-        (2.0**53 - 1, "9007199254740990"),
+        (2.0**53 + 2, "9007199254740990"),  # past 2**53: as Excel shows it
+        (2.0**53, "9007199254740992"),  # held exactly: a whole number, every digit
+        (2.0**53 - 1, "9007199254740991"),
         (-1e20, "-100000000000000000000"),
     ],
 )

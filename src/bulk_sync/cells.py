@@ -6,7 +6,8 @@ Everything is read as text; nothing is guessed into numbers:
   whitespace, so a non-breaking space U+00A0 pasted from a web page is trimmed too);
 - booleans: ``true`` / ``false``;
 - integers, and floats that are whole numbers: their digits (``12345``, never
-  ``12345.0``, never scientific: ``1e20`` is ``100000000000000000000``);
+  ``12345.0``, never scientific: ``1e20`` is ``100000000000000000000``), all of them up
+  to 2**53 (``1234567890123456``), past it rounded to 15 significant digits like others;
 - other floats: rounded to 15 significant digits, as Excel shows them, then the shortest
   form without an exponent (``3.5``, ``0.1``, ``0.0000001``; ``3.9299999999999997``, a
   binary artefact of ``3.93``, is ``3.93``);
@@ -57,13 +58,19 @@ def _fraction(microsecond: int) -> str:
     return f".{microsecond:06d}"
 
 
+_EXACT_WHOLE = 2.0**53  # every whole number up to this is held exactly by a float
+
+
 def float_to_str(value: float) -> str:
-    """A float as a person would type it: no ``.0`` on whole numbers, no exponent, at most
-    15 significant digits (Excel keeps and shows no more)."""
+    """A float as a person would type it: no ``.0`` on whole numbers, no exponent; a
+    whole number the float holds exactly (up to 2**53) with all its digits, any other
+    number with at most 15 significant digits (Excel keeps and shows no more)."""
     if not math.isfinite(value):
         return ""
     if value == 0:
         return "0"
+    if value.is_integer() and abs(value) <= _EXACT_WHOLE:
+        return str(int(value))  # a whole number the float holds exactly: all its digits
     text = repr(value)
     if len(text) > 16:  # more than 15 significant digits: round as Excel shows it
         text = f"{value:.15g}"

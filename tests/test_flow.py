@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from bulk_sync.flow import CLOSED, OPEN, PROBING, Breaker, Limiter, Permit
+from bulk_sync.flow import CLOSED, OPEN, PROBING, Breaker, HeldBack, Limiter, Permit
 
 RTT = 0.05
 
@@ -282,3 +282,18 @@ def test_an_abandoned_probe_lets_another_request_probe_at_once() -> None:
     assert breaker.permit(1.0) is Permit.PROBE
     breaker.abandon_probe(1.5)
     assert breaker.permit(1.5) is Permit.PROBE
+
+
+def test_held_back_time_counts_overlapping_pauses_and_outages_once() -> None:
+    held = HeldBack()
+    held.add(10, 11)  # a Retry-After pause
+    held.add(10.5, 12)  # another, overlapping
+    held.add(20, 25)  # a pause set at 20, still going at 22
+    assert held.seconds(22) == pytest.approx(2 + 2)
+    # an outage since 21 (the breaker open): 21-22 is already a pause
+    assert held.seconds(22, since=21) == pytest.approx(2 + 2)
+    assert held.seconds(30, since=21) == pytest.approx(2 + 10)  # 20-30
+    held.add(21, 30)  # the outage ended at 30
+    held.add(5, 10.2)  # an outage that began before the first pause, recorded late
+    assert held.seconds(30) == pytest.approx(7 + 10)
+    assert held.seconds(40) == pytest.approx(7 + 10)

@@ -554,3 +554,24 @@ async def test_a_stop_while_requests_wait_for_a_place_reports_them_not_sent() ->
     waited = [r for r in results if r.outcomes[0].attempts == 0]
     assert len(waited) >= 592
     assert up.stats.halted == "interrupted"
+
+
+async def test_paused_time_counts_each_second_once_when_an_outage_sends_retry_after() -> None:
+    """A 503 with Retry-After during an outage pauses the run *and* is part of the outage:
+    the time paused is the union of the two, never more than the time that went by (the
+    page showed "paused 20 s so far" 14 s into a run)."""
+    vt = VirtualTime()
+    busy = lambda: ServerError("down", status=503, retry_after=1.0)  # noqa: E731
+    api = ModelApi(vt, down=outage(1.0, 1e9, busy))
+    up = uploader(api, max_outage=60)
+    task = asyncio.ensure_future(vt.drive(up.run(jobs(1000), lambda r: None)))
+    checked = 0
+    while not task.done():
+        await asyncio.sleep(0)
+        if vt.now > 2 and checked < vt.now:
+            paused = up.flow_state().paused_seconds
+            assert paused <= vt.now - 1.0 + 0.05, (vt.now, paused)
+            checked = vt.now
+    await task
+    assert up.stats.outage
+    assert checked > 30

@@ -61,7 +61,8 @@ class FlowState:
     ``unavailable_since``: wall-clock time (epoch seconds) the API became unavailable,
     ``None`` while it is available;
     ``next_try_in``: seconds until the next probe while the breaker is open;
-    ``paused_seconds``: total time dispatching was paused so far (Retry-After, breaker);
+    ``paused_seconds``: time dispatching was held back so far (Retry-After pauses and
+    outages, a second in both counted once: never more than the time that went by);
     ``widest``: the widest the window has been so far (``None``: not known);
     ``narrowed``: how many times the window shrank so far (429, 503, timeouts).
     """

@@ -314,3 +314,51 @@ class Breaker:
         if self.state == PROBING:
             self.state = OPEN
             self.next_try_at = now
+
+
+class HeldBack:
+    """Seconds during which sending was held back, each counted once: run-wide
+    ``Retry-After`` pauses and outages overlap (a 503 with ``Retry-After`` during an
+    outage is both), and their sum would exceed the time that went by.
+
+    ``add(start, end)`` records a span (a pause, known in advance; an outage, once it
+    ended); ``seconds(now, since)`` is the length of their union up to ``now``, with the
+    outage still going on since ``since`` (the breaker's ``unavailable_since``)."""
+
+    def __init__(self) -> None:
+        self._spans: list[tuple[float, float]] = []  # disjoint, in order
+        self._total = 0.0  # their lengths
+
+    def add(self, start: float, end: float) -> None:
+        if end <= start:
+            return
+        spans = self._spans
+        i = len(spans)
+        while i and spans[i - 1][1] >= start:  # spans that end after this one starts
+            i -= 1
+        j = i
+        while j < len(spans) and spans[j][0] <= end:  # ... and begin before it ends: merged
+            start, end = min(start, spans[j][0]), max(end, spans[j][1])
+            self._total -= spans[j][1] - spans[j][0]
+            j += 1
+        spans[i:j] = [(start, end)]
+        self._total += end - start
+
+    def seconds(self, now: float, since: float | None = None) -> float:
+        low = now if since is None else min(now, since)
+        total = self._total
+        tail: list[tuple[float, float]] = []
+        for start, end in reversed(self._spans):  # only the last spans can reach past low
+            if end <= low:
+                break
+            total -= end - start
+            if start < now:
+                tail.append((start, min(end, now)))
+        if since is not None and since < now:
+            tail.append((since, now))
+        reach = -math.inf
+        for start, end in sorted(tail):
+            if end > reach:
+                total += end - max(start, reach)
+                reach = end
+        return total

@@ -69,7 +69,16 @@ from bulk_sync.events import (
     Throttled,
     unavailable_text,
 )
-from bulk_sync.flow import AUTO_CEILING, AUTO_INITIAL, CLOSED, OPEN, Breaker, Limiter, Permit
+from bulk_sync.flow import (
+    AUTO_CEILING,
+    AUTO_INITIAL,
+    CLOSED,
+    OPEN,
+    Breaker,
+    HeldBack,
+    Limiter,
+    Permit,
+)
 from bulk_sync.models import Pair, Status
 
 log = logging.getLogger(__name__)
@@ -247,8 +256,7 @@ class Uploader:
         self._longest_wait = 0.0  # the longest Retry-After seen (what a throttled request costs)
         self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
         self._changed = asyncio.Event()  # set (and replaced) when the breaker changes
-        self._paused = 0.0  # seconds of Retry-After pauses so far
-        self._unavailable_total = 0.0  # seconds of finished outages
+        self._held_back = HeldBack()  # Retry-After pauses and finished outages, overlaps once
         self._since_wall: float | None = None  # wall-clock start of the current outage
         self._forbidden: dict[str, str] = {}  # customers refused with 403 in a row
         self.stats = UploadStats()
@@ -673,7 +681,7 @@ class Uploader:
         # The window cannot shrink further: honour the Retry-After for the whole run.
         until = now + min(exc.retry_after, MAX_RETRY_AFTER)
         if until > self._resume_at:
-            self._paused += until - max(now, self._resume_at)
+            self._held_back.add(max(now, self._resume_at), until)
             self._resume_at = until
             log.info(
                 "server asked to wait %.1fs (HTTP %s) with one request in flight; "
@@ -700,7 +708,7 @@ class Uploader:
         down = breaker.unavailable_for(now)
         change = breaker.on_success(now, probe=probe, sent_at=sent_at)
         if change is not None:
-            self._unavailable_total += down
+            self._held_back.add(now - down, now)
             self._limiter.restart(now)
             self._breaker_changed(now, change.reason)
         if isinstance(exc, RetriableError):
@@ -744,9 +752,8 @@ class Uploader:
             self._on_event(BreakerChanged(breaker.state, self._since_wall, next_in, reason))
 
     def _paused_seconds(self, now: float) -> float:
-        pause_left = max(0.0, self._resume_at - now)
         down = self._breaker.unavailable_for(now)
-        return self._paused - pause_left + self._unavailable_total + down
+        return self._held_back.seconds(now, now - down if down else None)
 
     def _signal_change(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

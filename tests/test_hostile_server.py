@@ -236,6 +236,19 @@ async def test_an_encoding_not_asked_for_is_a_failed_attempt_saying_so(transport
     assert caught.value.retriable
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_an_accepted_answer_whose_compression_is_damaged_says_so_not_empty(
+    transport: str, coding: str
+) -> None:
+    garbage = answer(200, b"this is not compressed", {"Content-Encoding": coding})
+    with HostileServer(garbage) as server:
+        async with Client(server.url, KEY, timeout=5, transport=transport) as ic:
+            merged = await ic.set_customer_attributes("c", {"plan": "gold"})
+    assert merged == {}  # accepted (HTTP 200), confirming nothing
+    assert merged.note == f"the answer (HTTP 200) could not be decompressed ({coding})"
+
+
 def test_a_gzipping_server_gets_every_row_ok_in_one_attempt(tmp_path: Path) -> None:
     # Before: every accepted write was reported failed after five attempts, each re-applying it.
     with HostileServer(encoded(200, b'{"plan": "gold"}', "gzip")) as server:

@@ -147,6 +147,10 @@ class _BodyError(Exception):
     """A body that cannot be read within the limits: too large, or an unknown encoding."""
 
 
+class _DamagedBody(Exception):
+    """Compressed data (gzip, deflate) that cannot be decompressed."""
+
+
 # --------------------------------------------------------------------------- pure functions
 
 
@@ -223,10 +227,15 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
     """``body`` undone from its ``Content-Encoding`` (gzip, deflate, identity; a list is
     undone last first), at most ``limit + 1`` bytes of it: a longer result means the
     answer is over the limit, and no more than that is ever held in memory (a gzip bomb
-    stops there). Raises ``_BodyError`` for an encoding it cannot read."""
+    stops there). Raises ``_BodyError`` for an encoding it cannot read, ``_DamagedBody``
+    for data it cannot decompress."""
     if not content_encoding:
         return body[: limit + 1]
-    for coding in reversed([c.strip().lower() for c in content_encoding.split(",")]):
+    codings = [c.strip().lower() for c in content_encoding.split(",")]
+    for coding in codings:  # an encoding it cannot read anywhere: nothing to decompress
+        if coding not in ("", "identity", "gzip", "x-gzip", "deflate"):
+            raise _BodyError(coding)
+    for coding in reversed(codings):
         if coding in ("", "identity"):
             continue
         if coding in ("gzip", "x-gzip"):
@@ -236,21 +245,19 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
                 body = _inflate(body, zlib.MAX_WBITS, limit)
             except zlib.error:
                 body = _inflate(body, -zlib.MAX_WBITS, limit)
-        else:
-            raise _BodyError(coding)
     return body[: limit + 1]
 
 
 def _inflate(data: bytes, wbits: int, limit: int) -> bytes:
-    """Decompress at most ``limit + 1`` bytes (the rest is never produced). Corrupt or
-    truncated data gives what could be decoded before the damage."""
+    """Decompress at most ``limit + 1`` bytes (the rest is never produced). Truncated
+    data gives what could be decoded; corrupt data raises ``_DamagedBody``."""
     inflater = zlib.decompressobj(wbits)
     try:
         return inflater.decompress(data, limit + 1)
     except zlib.error:
         if wbits == zlib.MAX_WBITS:
             raise  # the caller tries raw deflate
-        return b""
+        raise _DamagedBody from None
 
 
 def classify(
@@ -286,16 +293,22 @@ def classify(
       429 and 5xx carry ``retry_after`` from the ``Retry-After`` header.
     """
     success = 200 <= status_code < 300
+    coding = _header(headers, "content-encoding")
+    damaged = False
     try:
-        body = decode_body(
-            body,
-            _header(headers, "content-encoding"),
-            max_body if success else MAX_ERROR_BODY_BYTES,
-        )
+        body = decode_body(body, coding, max_body if success else MAX_ERROR_BODY_BYTES)
         unreadable = ""
     except _BodyError as exc:
         body, unreadable = b"", str(exc)
+    except _DamagedBody:
+        body, unreadable, damaged = b"", "", True
     if success:
+        if damaged:  # not an empty answer: one that cannot be read
+            shown = redact_then_shorten(coding or "", redactor, 40)
+            return AttributeMap(
+                status=status_code,
+                note=f"the answer (HTTP {status_code}) could not be decompressed ({shown})",
+            )
         return _accepted(status_code, headers, body, customer_id, unreadable, max_body, redactor)
 
     if 300 <= status_code < 400:

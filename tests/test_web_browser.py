@@ -567,3 +567,42 @@ def test_on_a_phone_sized_screen_no_page_scrolls_sideways(
     page.goto("/")
     fits("start")
     context.close()
+
+
+def test_an_outage_is_shown_live_with_its_time_in_utc_as_the_rest_of_the_page(
+    browser: Any, tmp_path: Path
+) -> None:
+    """The page's times are UTC ("Sync started 10:02:29 UTC"); the outage's start was shown
+    in the browser's own zone ("since 11:02:31 AM" in Lisbon in summer)."""
+    rows = [(str(720000 + k), "segmento", "S") for k in range(40)]
+    big = write_csv(tmp_path / "lote.csv", rows)
+    settings = EmulatorSettings(port=0, token=TOKEN, outage_after=5, outage_seconds=120)
+    with EmulatorThread(settings) as emulator:
+        server = start_server(tmp_path, emulator.base_url, concurrency=1)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1366, "height": 768},
+                base_url=server.url,
+                timezone_id="America/Sao_Paulo",  # UTC-3: never the same clock as UTC
+            )
+            page = context.new_page()
+            page.set_default_timeout(20_000)
+            sync_until(page, big, rows_done=5)
+            page.wait_for_function(
+                "document.querySelector('[data-field=breaker_text]').textContent"
+                ".startsWith('unavailable')"
+            )
+            text = page.inner_text("[data-field=breaker_text]")
+            shot(page, "12-outage")
+            started = page.inner_text("h1")  # "Sync started 2026-12-01 10:18:27 UTC"
+            match = re.search(r"since (\d\d):(\d\d):\d\d UTC", text)
+            assert match is not None, text
+            began = re.search(r" (\d\d):\d\d:\d\d UTC", started)
+            assert began is not None, started
+            hour = int(began.group(1))
+            assert int(match.group(1)) in (hour, (hour + 1) % 24), (started, text)
+            page.get_by_role("button", name="Stop").click()
+            wait_result(page)
+            context.close()
+        finally:
+            server.stop()

@@ -139,7 +139,8 @@
       var since = flowState.unavailable_since || s.unavailable_since;
       var next = flowState.next_try_in !== undefined && flowState.next_try_in !== null ? flowState.next_try_in : s.next_try_in;
       if (s.breaker !== "closed" && since) {
-        breaker += " since " + new Date(since * 1000).toLocaleTimeString();
+        // In UTC, as every other time on the page (the browser's zone may differ).
+        breaker += " since " + new Date(since * 1000).toISOString().slice(11, 19) + " UTC";
       }
       if (s.breaker === "open" && next) breaker += "; next try in " + Math.round(next) + " s";
       if (flowState.paused_seconds) breaker += " (paused " + duration(flowState.paused_seconds) + " so far)";

@@ -14,6 +14,7 @@ import pytest
 from bulk_sync.cells import CellText, fast_sent, formatted_cell
 from bulk_sync.errors import ConfigError
 from bulk_sync.loading import LoadOptions, load_file
+from bulk_sync.loading.workbook import sheet_texts
 from bulk_sync.numfmt import Kind, parse, render_number
 
 HEADER = ["customer_id", "attribute", "value"]
@@ -193,6 +194,30 @@ def test_a_date_time_format_on_a_whole_day_gives_a_date_time_and_a_time_format_i
     assert formatted_cell(dt.date(2023, 3, 15), "m/d/yy h:mm") == CellText("2023-03-15T00:00:00")
     assert formatted_cell(dt.date(2023, 3, 15), "h:mm") == CellText("00:00:00")
     assert formatted_cell(dt.date(2023, 3, 15), "dd/mm/yyyy") == CellText("2023-03-15")
+
+
+def test_a_number_below_day_1_in_a_date_format_reads_as_in_an_xls(tmp_path: Path) -> None:
+    """python-calamine makes a time of day of a number below 1 (or a negative one) in a
+    date format: -12345.6789 was sent as 07:42:23, the number lost, where the same cell
+    of an XLS gives 1866-03-13 (SheetJS's LONumbers/number_format files). Both read the
+    serial number now."""
+    cases = [
+        (-12345.6789, "yyyy-mm-dd"),
+        (-1.2, "yy"),
+        (0.0, "d-mmm-yy"),
+        (0.75, "m/d/yy h:mm"),
+        (-12345.6789, "m/d/yy h:mm"),
+        (0.75, "h:mm"),  # a time format: the time of day, as before
+        (45000.5, "yyyy-mm-dd"),
+    ]
+    path = styled_xlsx(tmp_path, [(f"c{k}", "at", v, code) for k, (v, code) in enumerate(cases)])
+    (table,) = load_file(path)
+    expected = [formatted_cell(v, code).sent for v, code in cases]
+    assert list(table.values) == expected
+    assert expected[0] == "1866-03-13"
+    assert expected[5] == "18:00:00"
+    texts = sheet_texts(path)["S"]
+    assert [t for r, c, t in texts if c == 2 and r > 1] == expected
 
 
 def test_iso_date_cells_are_sent_by_their_format_whatever_their_suffix(tmp_path: Path) -> None:

@@ -242,7 +242,20 @@ def _read_workbook(
                     raise _calamine_error(exc, fmt, source, name) from None
                 grid, numbers = own
             try:
-                table = _grid_table(grid, source, name, options, styles.sheet(name), numbers)
+                try:
+                    table = _grid_table(grid, source, name, options, styles.sheet(name), numbers)
+                except _SerialsLost:
+                    own = styles.sparse_rows(name, force=True)
+                    if own is None:  # (python-calamine's time of day, then)
+                        formats = styles.sheet(name)
+                        if formats is not None:
+                            formats.times_lose_serials = False
+                        table = _grid_table(grid, source, name, options, formats, numbers)
+                    else:
+                        log.info("sheet %r read by our own reader (dates below day 1)", name)
+                        table = _grid_table(
+                            own[0], source, name, options, styles.sheet(name), own[1]
+                        )
             except InputError as exc:
                 if not options.all_sheets:
                     raise
@@ -467,7 +480,12 @@ def _grid_table(
             continue
         assert formats is not None
         column, notice = _formatted_column(
-            [row[j] for row in body], codes, rows, formats.date1904, options.cells == "as_shown"
+            [row[j] for row in body],
+            codes,
+            rows,
+            formats.date1904,
+            options.cells == "as_shown",
+            formats.times_lose_serials and numbers is None,
         )
         columns.append(column)
         if notice is not None:
@@ -512,12 +530,24 @@ def _sorted(a: Any) -> Any:
     return a if len(a) < 2 or bool((a[1:] >= a[:-1]).all()) else np.sort(a)
 
 
+class _SerialsLost(Exception):
+    """python-calamine made a time of day of a number below 1 or a negative one in a
+    date format (-12345.6789 read as 07:42:23): the number is lost. The sheet is read
+    again by our reader, so that the cell reads as the same cell of an XLS does."""
+
+
 def _formatted_column(
-    cells: list[Any], codes: Mapping[str, Any], rows: Sequence[int], date1904: bool, as_shown: bool
+    cells: list[Any],
+    codes: Mapping[str, Any],
+    rows: Sequence[int],
+    date1904: bool,
+    as_shown: bool,
+    times_lose_serials: bool = False,
 ) -> tuple[list[str], tuple[int, str, str] | None]:
     """The texts of one column's cells (``cells[k]`` is in row ``rows[k]``), whose formats
     are ``codes`` (a format code to the row numbers of its cells), and the first cell
     (row, sent, shown) whose text differs from what a person sees, if any.
+    ``times_lose_serials``: raise :class:`_SerialsLost` at a time of day in a date format.
 
     Each cell is converted once: by its format, or as General. The cells of a format are
     picked out with numpy (an object array of the cells) and its numbers converted in one
@@ -569,7 +599,9 @@ def _formatted_column(
         moment = fast_moment(code)
         # python-calamine hands a date-time at midnight over as a date: a format that
         # shows a time gives it one (formatted_cell), any other the date
-        day_shows_time = numfmt.parse(code)[0].kind in (numfmt.Kind.DATETIME, numfmt.Kind.TIME)
+        day_kind = numfmt.parse(code)[0].kind
+        day_shows_time = day_kind in (numfmt.Kind.DATETIME, numfmt.Kind.TIME)
+        serial_lost = times_lose_serials and day_kind in (numfmt.Kind.DATE, numfmt.Kind.DATETIME)
         dated = pending[kinds[pending] == dt.datetime]
         if len(dated):  # date-times python-calamine made, at once where they allow it
             sent = fast_moments(code)(values[dated].tolist())
@@ -583,6 +615,8 @@ def _formatted_column(
                 if changes:
                     column[k] = cell_to_str(value)
                 continue
+            if kind is dt.time and serial_lost:
+                raise _SerialsLost
             if kind is dt.datetime:
                 text = moment(value)
                 if text is not None:  # (a date-time is never shown otherwise)
@@ -604,10 +638,16 @@ class SheetFormats:
     """The number formats of one sheet's cells, read on demand for the needed columns."""
 
     def __init__(
-        self, read: Callable[[Sequence[int]], dict[int, dict[str, Any]]], date1904: bool
+        self,
+        read: Callable[[Sequence[int]], dict[int, dict[str, Any]]],
+        date1904: bool,
+        times_lose_serials: bool = False,
     ) -> None:
         self._read = read
         self.date1904 = date1904
+        # python-calamine read the cells (XLSX): a time of day in a date format stands
+        # for a number below 1 or a negative one, which only our reader keeps
+        self.times_lose_serials = times_lose_serials
 
     def of(self, columns: Sequence[int]) -> dict[int, dict[str, Any]]:
         return self._read(columns)
@@ -739,7 +779,7 @@ class _Styles:
             xml = self._sheet_xml(name)
             return {} if xml is None else ooxml.cell_styles(xml, columns, self._styles)
 
-        return SheetFormats(read, package.date1904)
+        return SheetFormats(read, package.date1904, times_lose_serials=True)
 
     def look_ahead(self, name: str) -> None:
         """Find the styled cells of every column of a sheet now, while python-calamine
@@ -796,19 +836,45 @@ def sheet_texts(
         width = max(map(len, grid), default=0)
         body = [row if len(row) >= width else [*row, *([""] * (width - len(row)))] for row in grid]
         formats = styles.sheet(name)
-        found = formats.of(range(width)) if formats is not None else {}
-        cells: list[tuple[int, int, str]] = []
-        for j in range(width):
-            values = [row[j] for row in body]
-            codes = found.get(j)
-            if codes and formats is not None:
-                texts, _ = _formatted_column(
-                    values, codes, rows, formats.date1904, opts.cells == "as_shown"
-                )
+        try:
+            out[name] = _all_cells(body, rows, formats, opts, numbers is None)
+        except _SerialsLost:  # read again by our reader, as load_workbook does
+            own = styles.sparse_rows(name, force=True)
+            if own is None:
+                out[name] = _all_cells(body, rows, formats, opts, False)
             else:
-                texts = column_texts(values)
-            cells.extend((rows[k], j, text) for k, text in enumerate(texts) if text)
-        out[name] = sorted(cells)
+                width = max(map(len, own[0]), default=0)
+                body = [r if len(r) >= width else [*r, *([""] * (width - len(r)))] for r in own[0]]
+                out[name] = _all_cells(body, own[1], styles.sheet(name), opts, False)
     with contextlib.suppress(Exception):
         workbook.close()
     return out
+
+
+def _all_cells(
+    body: list[list[Any]],
+    rows: Sequence[int],
+    formats: SheetFormats | None,
+    opts: LoadOptions,
+    times_lose_serials: bool,
+) -> list[tuple[int, int, str]]:
+    """Every non-empty cell of a sheet's rows as :func:`sheet_texts` gives them."""
+    width = max(map(len, body), default=0)
+    found = formats.of(range(width)) if formats is not None else {}
+    cells: list[tuple[int, int, str]] = []
+    for j in range(width):
+        values = [row[j] for row in body]
+        codes = found.get(j)
+        if codes and formats is not None:
+            texts, _ = _formatted_column(
+                values,
+                codes,
+                rows,
+                formats.date1904,
+                opts.cells == "as_shown",
+                times_lose_serials and formats.times_lose_serials,
+            )
+        else:
+            texts = column_texts(values)
+        cells.extend((rows[k], j, text) for k, text in enumerate(texts) if text)
+    return sorted(cells)

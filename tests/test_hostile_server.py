@@ -113,6 +113,31 @@ def test_a_server_echoing_the_key_cannot_make_any_output_show_16_characters_of_i
         assert summary["failures"][0]["error"].endswith("*** was refused")
 
 
+def test_a_server_echoing_the_key_in_small_groups_cannot_make_any_output_show_it(
+    tmp_path: Path,
+) -> None:
+    # No group holds 16 characters of the key, the whole key is there all the same.
+    def grouped(auth: str) -> str:
+        key = auth.removeprefix("Bearer ")
+        groups = "-".join(key[i : i + 4] for i in range(0, len(key), 4))
+        return json.dumps({"message": f"key {groups} has no access"})
+
+    with HostileServer(echo(400, grouped)) as server:
+        result = sync_against(
+            server.url, tmp_path, "--log-format", "json",
+            "--summary-json", str(tmp_path / "summary.json"),
+        )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    said = result.stdout + result.stderr
+    bare = "".join(c for c in said if c.isalnum())
+    assert runs_of_key(bare) == [], said
+    for path in tmp_path.iterdir():
+        text = path.read_text("utf-8", "replace")
+        assert runs_of_key("".join(c for c in text if c.isalnum())) == [], path.name
+    lines = report_lines(tmp_path / "report.csv")
+    assert {line["error"] for line in lines} == {"HTTP 400: key *** has no access"}
+
+
 async def test_the_client_masks_echoes_in_every_exception_text() -> None:
     with HostileServer(echo(500, lambda auth: f"{'z' * 250} {auth.lower()}")) as server:
         async with Client(server.url, KEY, timeout=5) as ic:

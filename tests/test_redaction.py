@@ -42,6 +42,36 @@ def test_any_run_of_16_characters_of_the_key_is_masked_and_15_are_not() -> None:
     assert redact(f"<{KEY[10:25]}>") == f"<{KEY[10:25]}>"  # 15: an ordinary hex string
 
 
+def squeezed(text: str) -> str:
+    return "".join(c for c in text if c.isalnum())
+
+
+def test_a_key_broken_up_by_separators_is_masked_however_short_the_pieces() -> None:
+    # A server that formats what it echoes: groups of 4 or 8, a line per piece, a JSON
+    # array of pieces. No piece holds 16 characters of the key, the whole key is there.
+    redact = Redactor([KEY])
+    groups = [KEY[i : i + 4] for i in range(0, 64, 4)]
+    for text in (
+        "-".join(groups),
+        " ".join(KEY[i : i + 8] for i in range(0, 64, 8)).upper(),
+        "\n".join(KEY[i : i + 10] for i in range(0, 64, 10)),
+        json.dumps([KEY[i : i + 5] for i in range(0, 64, 5)]),
+        "key: " + ":".join(groups[3:9]) + ", bye",  # 24 characters of it, in groups of 4
+    ):
+        shown = redact(f"refused: {text} (see docs)")
+        assert runs_of(KEY, squeezed(shown)) == [], shown
+        assert shown.startswith("refused: ")
+        assert shown.endswith(" (see docs)")
+
+
+def test_pieces_of_the_key_between_ordinary_words_are_left_alone() -> None:
+    redact = Redactor([KEY])
+    text = f"ids {KEY[:8]} and {KEY[8:16]}, then {KEY[16:28]}"  # words break the run
+    assert redact(text) == text
+    uuid = "550e8400-e29b-41d4-a716-446655440000"
+    assert redact(f"request {uuid} failed") == f"request {uuid} failed"
+
+
 def test_overlapping_and_adjacent_runs_become_one_mask() -> None:
     redact = Redactor([KEY])
     assert redact(KEY[:40] + KEY[20:]) == MASK

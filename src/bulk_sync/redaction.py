@@ -18,6 +18,10 @@ Collector key has 64):
   overlapping and adjacent runs become one ``***``;
 - the key's other spellings are covered the same way: as JSON writes it (``\\"``,
   ``\\\\``) and percent-encoded (as a URL would carry it);
+- the same runs with separators inside: a key echoed in groups (``3f9c-2a7d-...``), a
+  piece per line or a JSON array of pieces is still the key. Characters other than
+  letters and digits between the key's characters are skipped when looking for a run
+  (ordinary words between pieces break it); the mask covers the run, separators and all;
 - ``Bearer <key>`` (the header value) becomes ``Bearer ***``.
 
 Shorter keys are test tokens (``T``, ``secret-token``): redacting every occurrence of a
@@ -47,6 +51,8 @@ __all__ = ["MASK", "MIN_RUN", "MIN_WORD", "NO_REDACTION", "Redactor", "redact_th
 MASK: Final = "***"
 MIN_RUN: Final = 16  # the shortest run of a key's characters that is redacted
 MIN_WORD: Final = 6  # a shorter key is redacted only in its Bearer form
+_SEPARATORS: Final = re.compile(r"[\W_]+")  # what may come between the key's characters
+_KEPT: Final = re.compile(r"[^\W_]")
 
 
 def _forms(secret: str) -> set[str]:
@@ -63,13 +69,14 @@ class Redactor:
     returns its input unchanged (and is false in a boolean context).
     """
 
-    __slots__ = ("_others", "_prefilter", "_runs", "secrets")
+    __slots__ = ("_others", "_prefilter", "_runs", "_split", "_split_prefilter", "secrets")
 
     def __init__(self, secrets: Iterable[str | None] = (), *, min_run: int = MIN_RUN) -> None:
         if min_run < 4:
             raise ValueError("min_run must be at least 4")
         self.secrets: tuple[str, ...] = tuple(dict.fromkeys(s for s in secrets if s))
         runs: set[str] = set()
+        split: set[str] = set()  # runs of the key without its own separators, if any
         words: set[str] = set()
         bearers: set[str] = set()
         for secret in self.secrets:
@@ -81,6 +88,9 @@ class Redactor:
                     )
                 elif len(form) >= MIN_WORD:
                     words.add(form)
+            bare = _SEPARATORS.sub("", secret)
+            if len(bare) >= min_run:
+                split.update(bare[i : i + min_run].lower() for i in range(len(bare) - min_run + 1))
         self._runs: re.Pattern[str] | None = None
         self._prefilter: re.Pattern[str] | None = None
         if runs:
@@ -92,6 +102,13 @@ class Redactor:
             # alphabet; most texts (log lines, messages) have none and skip the search.
             charset = "".join(re.escape(c) for c in sorted({c for r in runs for c in r}))
             self._prefilter = re.compile(f"[{charset}]{{{min_run}}}", re.IGNORECASE)
+        self._split: re.Pattern[str] | None = None
+        self._split_prefilter: re.Pattern[str] | None = None
+        if split:
+            alternation = "|".join(re.escape(r) for r in sorted(split))
+            self._split = re.compile(f"(?=({alternation}))", re.IGNORECASE)
+            charset = "".join(re.escape(c) for c in sorted({c for r in split for c in r}))
+            self._split_prefilter = re.compile(f"[{charset}]{{{min_run}}}", re.IGNORECASE)
         others: list[str] = []
         if words:
             alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
@@ -114,6 +131,8 @@ class Redactor:
         found: list[tuple[int, int]] = []
         if self._runs is not None and self._prefilter is not None and self._prefilter.search(text):
             found += (m.span(1) for m in self._runs.finditer(text))
+        if self._split is not None:
+            found += self._split_spans(text)
         if self._others is not None:
             # each alternative has one group, the part to mask: the one that matched
             found += (m.span(m.lastindex or 0) for m in self._others.finditer(text))
@@ -128,6 +147,19 @@ class Redactor:
             else:
                 merged.append((start, end))
         return merged
+
+    def _split_spans(self, text: str) -> list[tuple[int, int]]:
+        """Runs of the key with separators between its characters, as spans of ``text``."""
+        assert self._split is not None
+        assert self._split_prefilter is not None
+        bare = _SEPARATORS.sub("", text)
+        if len(bare) == len(text) or not self._split_prefilter.search(bare):
+            return []  # no separator (the plain rule has looked already), or no run at all
+        hits = [m.span(1) for m in self._split.finditer(bare)]
+        if not hits:
+            return []
+        kept = [m.start() for m in _KEPT.finditer(text)]  # where each of bare's characters is
+        return [(kept[start], kept[end - 1] + 1) for start, end in hits]
 
     def redact(self, text: str) -> str:
         """``text`` with every occurrence of the secrets (as the module doc says) masked."""

@@ -347,3 +347,21 @@ async def test_an_outage_is_told_in_the_page_s_words_not_the_command_line_s(
         assert "Resume: send the rest…" in text  # the button it speaks of
         report = report_lines(page.data_dir / "runs" / run_id / "report.csv")
         assert any("--resume REPORT" in r["error"] for r in report if r["status"] == "not_sent")
+
+
+async def test_the_first_sending_snapshot_already_has_the_rows_to_send() -> None:
+    """The page announces "Sending… 0 of 163 rows done" to a screen reader when sending
+    starts: the snapshot that says "sending" carries the rows to send (not 0 of 0 until the
+    first progress event)."""
+    from bulk_sync import events
+    from bulk_sync.web.runs import LiveRun, _initial_snapshot, _Publisher
+    from bulk_sync.web.store import RunRecord
+
+    record = RunRecord("r20260101T000000Z-abcdef", "sync", "2026-01-01T00:00:00Z", ("c.csv",))
+    live = LiveRun(record, _initial_snapshot(record))
+    publisher = _Publisher(live, asyncio.get_running_loop(), lambda text: text)
+    publisher(events.Planned(167, 40, 40, 162, 4, 0, False, "http://127.0.0.1:1"))
+    await asyncio.sleep(0)  # the snapshot crosses to this loop
+    assert live.snapshot["state"] == "sending"
+    assert live.snapshot["rows_total"] == 163
+    assert live.snapshot["rows_done"] == 0

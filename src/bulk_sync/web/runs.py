@@ -447,6 +447,7 @@ class _Publisher:
                     "invalid_rows": event.invalid_rows,
                     "skipped_rows": event.skipped_rows,
                     "rows_to_send": event.pairs,
+                    "rows_total": event.rows_to_send,  # "0 of 163 rows done", not "0 of 0"
                 }
             )
         elif isinstance(event, events.Progress):

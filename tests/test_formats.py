@@ -220,6 +220,32 @@ def test_a_number_below_day_1_in_a_date_format_reads_as_in_an_xls(tmp_path: Path
     assert [t for r, c, t in texts if c == 2 and r > 1] == expected
 
 
+def test_a_wide_value_past_the_header_is_invalid_whichever_reader_reads_the_sheet(
+    tmp_path: Path,
+) -> None:
+    """python-calamine pads the header row to the sheet's width, so a value in a column
+    without a header is reported invalid (README, --wide); our own reader (here chosen
+    by an ISO 8601 date cell) gave a short header row and the value was dropped."""
+    plain = openpyxl.Workbook()
+    ws = plain.active
+    ws.append(["customer_id", "segment"])
+    ws.append(["c1", "retail", "stray"])
+    path = tmp_path / "plain.xlsx"
+    plain.save(path)
+    own = openpyxl.Workbook(iso_dates=True)
+    ws = own.active
+    ws.append(["customer_id", "segment", None, "since"])
+    ws.append(["c1", "retail", "stray", dt.date(2020, 1, 2)])
+    ws.append(["c2", "retail", None, None, "far"])
+    iso = tmp_path / "iso.xlsx"
+    own.save(iso)
+    (table,) = load_file(path, LoadOptions(wide=True))
+    assert list(table.values) == ["retail", "stray"]
+    (table,) = load_file(iso, LoadOptions(wide=True))
+    assert list(table.values) == ["retail", "stray", "2020-01-02", "retail", "far"]
+    assert list(table.attributes) == ["segment", "", "since", "segment", ""]  # "": invalid
+
+
 def test_iso_date_cells_are_sent_by_their_format_whatever_their_suffix(tmp_path: Path) -> None:
     """XLSX date cells stored as ISO 8601 text (``t="d"``, written by SheetJS, POI and
     openpyxl's iso_dates) follow DESIGN.md section 4 like serial-number dates, also with

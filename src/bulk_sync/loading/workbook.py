@@ -449,7 +449,14 @@ def _grid_table(
         return i + 1 if numbers is None else numbers[i]
 
     header_at = _title_rows_skipped(grid, header_at, options, source, sheet, number)
-    header = _header_texts(grid[header_at], number(header_at), formats)
+    header_cells = grid[header_at]
+    if numbers is not None:  # our reader's rows end at their last cell: the header row
+        # spans the widest row below it, as python-calamine's do (a value past the last
+        # header is then seen, and reported, not dropped)
+        widest = max(map(len, grid[header_at:]), default=0)
+        if len(header_cells) < widest:
+            header_cells = [*header_cells, *([""] * (widest - len(header_cells)))]
+    header = _header_texts(header_cells, number(header_at), formats)
     layout = find_layout(
         header,
         number(header_at),

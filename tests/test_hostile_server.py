@@ -23,6 +23,8 @@ from bulk_sync.errors import ClientError, InsecureURLError, ServerError, Transpo
 from helpers import report_lines, write_csv
 from hostile import (
     HostileServer,
+    Request,
+    Send,
     answer,
     echo,
     encoded,
@@ -272,6 +274,34 @@ async def test_an_accepted_answer_whose_compression_is_damaged_says_so_not_empty
             merged = await ic.set_customer_attributes("c", {"plan": "gold"})
     assert merged == {}  # accepted (HTTP 200), confirming nothing
     assert merged.note == f"the answer (HTTP 200) could not be decompressed ({coding})"
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        (b"HTTP/1.1 abc Nope\r\nContent-Length: 0\r\n\r\n", "not a valid HTTP answer: "),
+        (b"hello there\r\n\r\n", "not a valid HTTP answer: "),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{}",
+            "incomplete body: Not enough data",
+        ),
+    ],
+)
+async def test_an_answer_that_is_not_valid_http_says_so_without_a_made_up_status(
+    raw: bytes, says: str
+) -> None:
+    # aiohttp's parser errors print as "400, message=..., url=...": a person reads HTTP 400
+    async def behave(request: Request, send: Send) -> None:
+        await send(raw)
+
+    with HostileServer(behave) as server:
+        async with Client(server.url, KEY, timeout=5) as ic:
+            with pytest.raises(TransportError) as caught:
+                await ic.set_customer_attributes("c", {"plan": "gold"})
+    message = caught.value.message
+    assert says in message
+    assert "400" not in message
+    assert "url=" not in message
 
 
 def test_a_gzipping_server_gets_every_row_ok_in_one_attempt(tmp_path: Path) -> None:

@@ -619,10 +619,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 "server disconnected without sending a complete response", request=request
             ) from exc
         except aiohttp.ClientPayloadError as exc:
-            raise httpx.ReadError(_text(exc, "incomplete body"), request=request) from exc
+            raise httpx.ReadError(_parser_text(exc, "incomplete body"), request=request) from exc
         except aiohttp.ClientResponseError as exc:
             raise httpx.RemoteProtocolError(
-                _text(exc, "invalid HTTP response"), request=request
+                _parser_text(exc, "not a valid HTTP answer"), request=request
             ) from exc
         except aiohttp.InvalidURL as exc:
             raise httpx.UnsupportedProtocol(_text(exc, "invalid URL"), request=request) from exc
@@ -637,6 +637,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 def _text(exc: BaseException, fallback: str) -> str:
     return str(exc) or fallback
+
+
+def _parser_text(exc: BaseException, what: str) -> str:
+    """``what`` and the parser's own words. aiohttp prints its parser errors as
+    ``400, message=..., url=...``, which a person reads as an HTTP 400 from the API."""
+    for part in (exc, exc.__cause__, *exc.args):
+        message = getattr(part, "message", None)
+        if isinstance(message, str) and message.strip():
+            return f"{what}: {message}"
+    return f"{what}: {exc}" if str(exc) else what
 
 
 # --------------------------------------------------------------------------- client

@@ -246,6 +246,66 @@ def test_a_wide_value_past_the_header_is_invalid_whichever_reader_reads_the_shee
     assert list(table.attributes) == ["segment", "", "since", "segment", ""]  # "": invalid
 
 
+def _own_reader_xlsx(
+    tmp_path: Path, build: Any, date1904: bool = False, sheet: tuple[bytes, bytes] = (b"", b"")
+) -> Path:
+    """An XLSX written by openpyxl that our own reader reads (an ISO 8601 date cell in
+    it), its workbook.xml given Excel 2013's ``x15:workbookPr`` extension, and
+    ``sheet[0]`` replaced by ``sheet[1]`` in the sheet's XML."""
+    wb = openpyxl.Workbook(iso_dates=True)
+    wb.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904 if date1904 else wb.epoch
+    build(wb.active)
+    plain = tmp_path / "plain.xlsx"
+    wb.save(plain)
+    path = tmp_path / "own.xlsx"
+    ext = (
+        b'<extLst><ext uri="{140A7094-0E35-4892-8432-C4D2E57EDEB5}" '
+        b'xmlns:x15="http://schemas.microsoft.com/office/spreadsheetml/2010/11/main">'
+        b'<x15:workbookPr chartTrackingRefBase="1"/></ext></extLst></workbook>'
+    )
+    with zipfile.ZipFile(plain) as src, zipfile.ZipFile(path, "w") as out:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "xl/workbook.xml":
+                data = data.replace(b"</workbook>", ext)
+            if name == "xl/worksheets/sheet1.xml" and sheet[0]:
+                assert sheet[0] in data
+                data = data.replace(*sheet)
+            out.writestr(name, data)
+    return path
+
+
+def test_the_1904_date_system_survives_excels_x15_workbook_properties(tmp_path: Path) -> None:
+    """Excel 2013+ writes a second, extension ``x15:workbookPr`` after the real one:
+    it took its (absent) date1904 for the workbook's, and our reader's dates of a 1904
+    workbook were 4 years and a day early (SheetJS's 1904/1904.xlsx)."""
+
+    def build(ws: Any) -> None:
+        ws.append(HEADER)
+        ws.append(["c1", "since", 43832])  # a serial number in a date format
+        ws.cell(2, 3).number_format = "yyyy-mm-dd"
+        ws.append(["c2", "iso", dt.date(2021, 5, 6)])
+
+    (table,) = load_file(_own_reader_xlsx(tmp_path, build, date1904=True))
+    assert list(table.values) == ["2024-01-03", "2021-05-06"]  # 1904 system: day 0 1904-01-01
+    assert formatted_cell(43832.0, "yyyy-mm-dd", date1904=True).sent == "2024-01-03"
+
+
+def test_escaped_characters_of_xlsx_strings_are_decoded_by_our_reader(tmp_path: Path) -> None:
+    """_x000D_ in an XLSX string is a carriage return (ECMA-376 ST_Xstring), as
+    python-calamine reads it; our reader sent the escape itself."""
+
+    def build(ws: Any) -> None:
+        ws.append(HEADER)
+        ws.append(["c1", "note", "ABC\r\nDEF"])
+        ws.append(["c2", "iso", dt.date(2021, 5, 6)])
+
+    escaped = (b"ABC\r\nDEF", b"ABC_x000D_\n_x005F_x0041_DEF_xD83D__xDE00_")
+    path = _own_reader_xlsx(tmp_path, build, sheet=escaped)
+    (table,) = load_file(path)
+    assert list(table.values) == ["ABC\r\n_x0041_DEF\U0001f600", "2021-05-06"]
+
+
 def test_iso_date_cells_are_sent_by_their_format_whatever_their_suffix(tmp_path: Path) -> None:
     """XLSX date cells stored as ISO 8601 text (``t="d"``, written by SheetJS, POI and
     openpyxl's iso_dates) follow DESIGN.md section 4 like serial-number dates, also with

@@ -145,7 +145,8 @@ def open_package(archive: zipfile.ZipFile) -> Package | None:
     date1904 = False
     for element in root.iter():
         tag = _local(element.tag)
-        if tag == "workbookPr":
+        if tag == "workbookPr" and _attr(element, "date1904") is not None:
+            # (Excel 2013+ adds an x15:workbookPr extension without it: not a reset)
             date1904 = (_attr(element, "date1904") or "").strip().lower() in ("1", "true")
         elif tag == "sheet":
             rid = _attr(element, "id")
@@ -457,6 +458,22 @@ def _parse_error(exc: ET.ParseError, what: str) -> ValueError:
     return ValueError(f"its {what} is damaged XML ({exc})")
 
 
+_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
+
+
+def unescape(text: str) -> str:
+    """A string of an XLSX part with its ``_xHHHH_`` escapes decoded (ECMA-376
+    ST_Xstring: ``_x000D_`` is a carriage return, ``_x005F_`` an underscore; surrogate
+    pairs joined), as Excel and python-calamine read them."""
+    if "_x" not in text:
+        return text
+    decoded = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    try:
+        return decoded.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:  # a lone surrogate: left as escaped
+        return text
+
+
 def _text_of(element: ET.Element) -> str:
     """The text of a string item: its <t> elements, in order, outside phonetic runs."""
     parts: list[str] = []
@@ -472,7 +489,7 @@ def _text_of(element: ET.Element) -> str:
                 walk(child)
 
     walk(element)
-    return "".join(parts)
+    return unescape("".join(parts))
 
 
 def read_sparse_sheet(
@@ -539,7 +556,7 @@ def _cell_value(element: ET.Element, strings: Sequence[str]) -> Any:
     if kind == "d":
         return iso_moment(v)
     if kind == "str":
-        return v
+        return unescape(v)
     if kind == "b":
         return v.strip() in ("1", "true")
     if kind == "e":

@@ -362,6 +362,25 @@ async def test_an_outage_of_timeouts_costs_no_attempt_even_when_the_window_shrin
     assert up.stats.breaker_openings == 1
 
 
+@pytest.mark.parametrize("concurrency", [8, "auto"])
+async def test_an_outage_of_503s_with_retry_after_costs_no_attempt(
+    concurrency: Concurrency,
+) -> None:
+    # The window drops to one; a run-wide pause for each Retry-After would then let one
+    # request through every 3 s, the breaker would not see its 10 failures in a row for
+    # 30 s, and meanwhile each request's own failures counted: rows failed with
+    # --max-attempts 2. A 5xx is the breaker's business (it waits at least the
+    # Retry-After before its probe); the run-wide pause is for 429s.
+    vt = VirtualTime()
+    unavailable = lambda: ServerError("down", status=503, retry_after=3.0)  # noqa: E731
+    api = ModelApi(vt, down=outage(0.5, 6.5, unavailable))
+    policy = RetryPolicy(max_attempts=2, initial=0.01, maximum=0.05)
+    up = uploader(api, retry=policy, concurrency=concurrency)
+    results = await run(vt, up, jobs(3000))
+    assert statuses(results) == {Status.OK: 3000}
+    assert up.stats.breaker_openings == 1
+
+
 async def test_flow_state_while_the_api_is_down_says_since_when_and_the_next_try() -> None:
     vt = VirtualTime()
     api = ModelApi(vt, down=outage(1.0, 1e9, s503))

@@ -678,6 +678,12 @@ class Uploader:
             self._on_event(Throttled(exc.status, exc.retry_after))
         if exc.retry_after is None or not at_minimum:
             return  # the smaller window is the answer; only this request waits
+        if _is_outage_failure(exc):
+            # A 5xx is the breaker's business: it waits at least the Retry-After before
+            # its probe. Pausing the run here would let one request through per
+            # Retry-After, and the breaker would not see its failures in a row while
+            # each request's own failures counted against --max-attempts.
+            return
         # The window cannot shrink further: honour the Retry-After for the whole run.
         until = now + min(exc.retry_after, MAX_RETRY_AFTER)
         if until > self._resume_at:

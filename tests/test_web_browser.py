@@ -606,3 +606,37 @@ def test_an_outage_is_shown_live_with_its_time_in_utc_as_the_rest_of_the_page(
             context.close()
         finally:
             server.stop()
+
+
+def test_a_long_file_name_never_makes_a_page_wider_than_the_window(
+    browser: Any, clean: tuple[EmulatorThread, Server], tmp_path: Path
+) -> None:
+    """A 200-character file name has no space to break at: in the problems, conflicts and
+    history tables it wraps instead of widening the page (it was 2,532 px wide)."""
+    _, server = clean
+    name = "Clientes_" + "muito_longo_" * 20 + "2026.csv"
+    long = tmp_path / "long"
+    long.mkdir()
+    shutil.copy(SAMPLES / "customers.csv", long / "x.csv")
+    page = open_page(browser, server, Scanner())
+
+    def fits(step: str) -> None:
+        shot(page, f"long-name-{step}")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 1366, f"{step}: the page is {width} px wide in a 1366 px window"
+
+    page.goto("/")
+    page.get_by_label("Files to upload").set_input_files(
+        [{"name": name, "mimeType": "text/csv", "buffer": (long / "x.csv").read_bytes()}]
+    )
+    page.get_by_role("button", name="Upload and check").click()
+    page.wait_for_selector("table.problems")
+    assert "…" in page.inner_text("#file-0 h3")  # shortened in the middle
+    fits("dry-run")
+    confirm_sync(page)
+    page.get_by_role("button", name="Yes, sync now").click()
+    wait_result(page)
+    fits("result")
+    page.goto("/runs")
+    fits("history")
+    page.context.close()

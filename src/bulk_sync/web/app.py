@@ -35,6 +35,7 @@ from bulk_sync.web.base import (
     duration,
     for_page,
     times,
+    unbroken,
 )
 from bulk_sync.web.middleware import guard_middleware, security_middleware
 from bulk_sync.web.runs import RunManager
@@ -91,6 +92,7 @@ def create_app(config: WebConfig) -> web.Application:
     env.filters["duration"] = duration
     env.filters["times"] = times
     env.filters["for_page"] = for_page
+    env.filters["unbroken"] = unbroken
     env.filters["when"] = lambda s: s.replace("T", " ").replace("Z", " UTC") if s else ""
     env.globals["version"] = __version__
     app[TEMPLATES] = env

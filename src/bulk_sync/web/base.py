@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jinja2
+import markupsafe
 from aiohttp import MultipartReader, web
 
 from bulk_sync.config import Settings
@@ -149,6 +150,18 @@ def for_page(text: str) -> str:
     for cli, page in _FOR_PAGE:
         text = text.replace(cli, page)
     return text
+
+
+def unbroken(text: object, attr: bool = True) -> markupsafe.Markup:
+    """`` class="unbroken"`` (or `` unbroken`` inside a class list, ``attr=False``) for a
+    text with a run of more than 30 characters without a space, which the page lets
+    break anywhere; nothing for ordinary text."""
+    words = str(text or "").split()
+    if not words or max(map(len, words)) <= 30:
+        return markupsafe.Markup("")
+    if attr:
+        return markupsafe.Markup(' class="unbroken"')
+    return markupsafe.Markup(" unbroken")
 
 
 def times(n: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 from openpyxl import Workbook
 
 from bulk_sync.errors import InputError
-from bulk_sync.loading import LoadOptions
+from bulk_sync.loading import LoadOptions, load_bytes
 from bulk_sync.loading.peek import peek
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -108,3 +108,21 @@ def test_excel_sep_line_and_other_encodings_are_read_as_the_loader_reads_them() 
     mapped = LoadOptions(columns={"customer_id": "NIF", "attribute": "Campo", "value": "Valor"})
     (table,) = load_bytes(data, "x.csv", mapped)
     assert list(table.rows) == [p.header_row + 1]
+
+
+@pytest.mark.parametrize(
+    ("name", "column", "text"),
+    [
+        ("Formate.xls", 1, "1907-07-03"),  # a date in a header cell of an XLS
+        ("base.ods", 9, "255:10:10"),  # an ODS duration
+    ],
+)
+def test_the_header_is_read_as_the_loader_reads_it(name: str, column: int, text: str) -> None:
+    """The page maps columns by their header text: a header the peek spells otherwise than
+    the loader (2741 for 1907-07-03) shows the wrong name and maps nothing."""
+    data = (Path(__file__).parent / "corpus" / "files" / name).read_bytes()
+    seen = peek(data, name)
+    assert seen.headers[column] == text
+    with pytest.raises(InputError) as refused:  # the loader's message lists the headers
+        load_bytes(data, name)
+    assert repr(text) in str(refused.value)

@@ -26,7 +26,6 @@ from typing import Any
 
 import python_calamine as calamine
 
-from bulk_sync.cells import cell_to_str
 from bulk_sync.errors import InputError
 from bulk_sync.loading import encryption, xls
 from bulk_sync.loading.container import OLE_MAGIC, check_workbook_container, content_kind
@@ -42,11 +41,15 @@ from bulk_sync.loading.layout import column_letter, find_columns
 from bulk_sync.loading.options import DELIMITED_EXTENSIONS, WORKBOOK_EXTENSIONS, LoadOptions
 from bulk_sync.loading.sandbox import isolated
 from bulk_sync.loading.workbook import (
+    SheetFormats,
     _calamine_error,
+    _header_texts,
     _is_blank,
     _is_reader_failure,
+    _ods_durations,
     _open_workbook,
     _select_sheets,
+    _Styles,
     _title_rows_skipped,
 )
 
@@ -241,10 +244,13 @@ def _read_peek(data: bytes, source: str, fmt: str, options: LoadOptions, rows: i
         # its columns (the loader then finds it below the title by those names).
         below = grid[first + 1 : first + 1 + _TITLE_ROWS]
         at = next((first + 1 + k for k, row in enumerate(below) if _filled(row) >= 2), first)
-    header = tuple(cell_to_str(c) for c in grid[at])
+    formats = _formats(workbook, data, fmt, name)
+    if fmt == "ODS":
+        grid = _ods_durations(grid)
+    header = tuple(_header_texts(grid[at], at + 1, formats))
     body = [
-        tuple(c.strip() if type(c) is str else cell_to_str(c) for c in row)
-        for row in grid[at + 1 :]
+        tuple(t.strip() for t in _header_texts(row, at + 2 + k, formats))
+        for k, row in enumerate(grid[at + 1 :])
         if not all(_is_blank(c) for c in row)
     ][:rows]
     return Peek(
@@ -257,6 +263,19 @@ def _read_peek(data: bytes, source: str, fmt: str, options: LoadOptions, rows: i
         _found(header, options),
         shared=_shared(header, options),
     )
+
+
+def _formats(workbook: Any, data: bytes, fmt: str, name: str) -> SheetFormats | None:
+    """The number formats of an XLS or ODS sheet, so that a date or a duration in the
+    header reads as the loader reads it (python-calamine gives an XLS date as its serial).
+    Not for XLSX, where python-calamine gives dates as dates and the styles would cost a
+    read of the sheet's XML."""
+    if fmt not in ("XLS", "ODS"):
+        return None
+    styles = _Styles(workbook, None)
+    if fmt == "ODS":
+        styles.ods = data
+    return styles.sheet(name)
 
 
 def _filled(row: Sequence[Any]) -> int:

@@ -221,3 +221,33 @@ def test_a_damaged_workbook_is_refused_in_words_a_person_can_act_on() -> None:
     message = str(caught.value)
     assert message.startswith("broken.xls: not a valid XLS workbook: the file is damaged")
     assert "save it again" in message
+
+
+def test_an_ods_date_at_midnight_is_a_date_unless_its_text_shows_a_time() -> None:
+    """Excel saves every ODS date as a date-time (office:date-value="1904-01-02T00:00:00")
+    under a date style that shows 1904-01-02: a date cell, sent YYYY-MM-DD (DESIGN.md
+    section 4) as from the XLSX it came from, not 1904-01-02T00:00:00 (SheetJS's
+    1904/1904.ods). A cell whose text shows the time stays a date-time."""
+    day = ("date", {"datevalue": "1904-01-02T00:00:00"}, "1904-01-02")
+    long_day = ("date", {"datevalue": "2023-03-15T00:00:00"}, "Wednesday, March 15, 2023")
+    clock = ("date", {"datevalue": "2023-03-15T00:00:00"}, "2023-03-15 00:00")
+    later = ("date", {"datevalue": "2023-03-15T10:30:00"}, "15/03/2023")
+    plain = ("date", {"datevalue": "2023-03-15"}, "03/15/23")
+    data = ods_bytes(
+        [
+            HEADER,
+            ["c1", "a", day],
+            ["c2", "a", long_day],
+            ["c3", "a", clock],
+            ["c4", "a", later],
+            ["c5", "a", plain],
+        ]
+    )
+    (table,) = load_bytes(data, "book.ods")
+    assert list(table.values) == [
+        "1904-01-02",
+        "2023-03-15",
+        "2023-03-15T00:00:00",
+        "2023-03-15T10:30:00",
+        "2023-03-15",
+    ]

@@ -77,9 +77,10 @@ _MAX_REPEAT = 1_048_576
 
 def cell_codes(data: Path | bytes, sheet: str, columns: Sequence[int]) -> dict[int, dict[str, Any]]:
     """Excel-style format codes for the ODS cells of ``columns`` whose shown text differs
-    from the number in a way the rules keep: a percentage (``12.5%`` gives ``0.0%``) or a
-    zero-padded whole number (``00048929`` gives ``00000000``). The 1-based rows of each
-    code's cells, per column (as :func:`bulk_sync.loading.ooxml.cell_styles`)."""
+    from the number in a way the rules keep: a percentage (``12.5%`` gives ``0.0%``), a
+    zero-padded whole number (``00048929`` gives ``00000000``), a date-time at midnight
+    shown without its time (``yyyy-mm-dd``). The 1-based rows of each code's cells, per
+    column (as :func:`bulk_sync.loading.ooxml.cell_styles`)."""
     raw = data.read_bytes() if isinstance(data, Path) else data
     try:
         content = zipfile.ZipFile(io.BytesIO(raw)).read("content.xml")
@@ -139,8 +140,18 @@ def _repeat(element: ET.Element, name: str) -> int:
         return 1
 
 
+_MIDNIGHT = re.compile(r"-?\d{4,}-\d\d-\d\dT00:00(?::00(?:\.0*)?)?")
+
+
 def _code_of(element: ET.Element) -> str | None:
     kind = element.get(f"{{{_OFFICE}}}value-type")
+    if kind == "date":
+        # A date-time at midnight whose text shows no time (Excel writes every ODS date
+        # so): a date, as its style shows it.
+        moment = element.get(f"{{{_OFFICE}}}date-value", "")
+        if _MIDNIGHT.fullmatch(moment) and ":" not in "".join(element.itertext()):
+            return "yyyy-mm-dd"
+        return None
     if kind not in ("percentage", "float", "currency"):
         return None
     shown = "".join(element.itertext()).strip()

@@ -381,6 +381,23 @@ async def test_an_outage_of_503s_with_retry_after_costs_no_attempt(
     assert up.stats.breaker_openings == 1
 
 
+@pytest.mark.parametrize(("concurrency", "attempts"), [(1, 5), (1, 2), (2, 2), (3, 3)])
+async def test_an_outage_costs_no_attempt_even_with_few_requests_in_flight(
+    concurrency: int, attempts: int
+) -> None:
+    # With one request in flight, its own failures are the only ones: it used up its
+    # --max-attempts (5) before the breaker saw 10 failures in a row, and its row ended
+    # `failed` in an outage. The breaker opens before any request can use up its
+    # attempts: after at most (max_attempts - 1) x ceiling + 1 failures in a row.
+    vt = VirtualTime()
+    api = ModelApi(vt, down=outage(0.5, 8.0, s503))
+    policy = RetryPolicy(max_attempts=attempts, initial=0.01, maximum=0.05)
+    up = uploader(api, retry=policy, concurrency=concurrency)
+    results = await run(vt, up, jobs(200))
+    assert statuses(results) == {Status.OK: 200}
+    assert up.stats.breaker_openings == 1
+
+
 async def test_flow_state_while_the_api_is_down_says_since_when_and_the_next_try() -> None:
     vt = VirtualTime()
     api = ModelApi(vt, down=outage(1.0, 1e9, s503))

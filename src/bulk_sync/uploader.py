@@ -238,6 +238,14 @@ class Uploader:
         self._max_outage = max_outage
         self._interval = 1.0 / rate if rate else 0.0
         self._retry = retry or RetryPolicy()
+        # With few requests in flight their own failures are all the breaker sees: it
+        # must open before any request uses up its attempts in an outage (one request at
+        # a time would give up after 5 while the breaker waited for 10). When all fail,
+        # a request's last attempt fails at the latest as failure number
+        # (attempts - 1) x ceiling + 1 in a row.
+        cap = max(2, (self._retry.max_attempts - 1) * limiter.ceiling + 1)
+        if self._breaker.threshold > cap:
+            self._breaker.threshold = cap
         self._grace = grace_period
         self._sleep = sleep
         self._clock = clock

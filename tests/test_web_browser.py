@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,11 +217,24 @@ def sync_until(page: Any, file: Path, *, rows_done: int) -> None:
     confirm_sync(page)
     page.get_by_role("button", name="Yes, sync now").click()
     page.wait_for_selector("section.progress")
-    page.wait_for_function(
-        "(n) => Number(document.querySelector('[data-field=rows_done]').textContent"
-        ".replace(/,/g, '')) >= n",
-        arg=rows_done,
-    )
+    field = page.locator("[data-field=rows_done]")
+
+    def done() -> int:
+        return int((field.text_content() or "0").replace(",", "").strip() or 0)
+
+    wait_until(page, lambda: done() >= rows_done)
+
+
+def wait_until(page: Any, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Poll ``condition`` (which reads the page through locators) until it holds.
+
+    Not ``page.wait_for_function``: its string predicate is compiled in the page, which
+    the page's Content-Security-Policy (no 'unsafe-eval') refused now and then."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the page did not get there in {timeout:g} s")
+        page.wait_for_timeout(100)
 
 
 @pytest.fixture(scope="module")
@@ -588,10 +601,8 @@ def test_an_outage_is_shown_live_with_its_time_in_utc_as_the_rest_of_the_page(
             page = context.new_page()
             page.set_default_timeout(20_000)
             sync_until(page, big, rows_done=5)
-            page.wait_for_function(
-                "document.querySelector('[data-field=breaker_text]').textContent"
-                ".startsWith('unavailable')"
-            )
+            breaker = page.locator("[data-field=breaker_text]")
+            wait_until(page, lambda: (breaker.text_content() or "").startswith("unavailable"))
             text = page.inner_text("[data-field=breaker_text]")
             shot(page, "12-outage")
             started = page.inner_text("h1")  # "Sync started 2026-12-01 10:18:27 UTC"

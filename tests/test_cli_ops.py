@@ -385,6 +385,42 @@ def test_early_errors_are_json_lines_with_json_logs(
     assert json.loads(line)["exit_code"] == 2
 
 
+@pytest.mark.parametrize("command", ["sync", "retry"])
+@pytest.mark.parametrize("mistake", [["--max-outage", "-5"], ["--log-fromat", "text"]])
+def test_option_errors_are_one_json_line_and_refresh_the_summary_with_json_logs(
+    command: str,
+    mistake: list[str],
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    """A cron entry with a mistyped option: with --log-format json, stderr is still one
+    JSON object a line (no click usage text) and the summary/metrics say exit 2."""
+    server = emulator_thread()
+    summary, metrics = tmp_path / "s.json", tmp_path / "m.prom"
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    outputs = ["--log-format", "json", "--summary-json", str(summary)]
+    outputs += ["--metrics-file", str(metrics)]
+    first = run_cli(
+        "sync", str(src), "--report", str(tmp_path / "r.csv"), "--base-url", server.base_url,
+        *outputs,
+    )  # fmt: skip
+    assert first.exit_code == 0, first.output
+    assert json.loads(summary.read_text())["exit_code"] == 0
+    target = str(src) if command == "sync" else str(tmp_path / "r.csv")
+    result = run_cli(command, target, "--base-url", server.base_url, *outputs, *mistake)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    doc = json.loads(lines[0])
+    assert doc["level"] == "error"
+    assert doc["exit_code"] == 2
+    assert mistake[0] in doc["message"]
+    assert json.loads(summary.read_text())["exit_code"] == 2
+    assert 'bulk_sync_exit_code{job="bulk_sync"} 2' in metrics.read_text()
+    assert server.state.requests_total == 1  # the first run's only
+
+
 def test_retry_refuses_a_journal_and_points_at_resume(
     tmp_path: Path, run_cli: Callable[..., Result]
 ) -> None:
@@ -397,7 +433,7 @@ def test_retry_refuses_a_journal_and_points_at_resume(
 
 @pytest.mark.parametrize(
     "case",
-    ["missing input", "bad header", "lock held", "bad shard"],
+    ["missing input", "bad header", "lock held", "bad shard", "bad option value", "unknown option"],
 )
 def test_a_run_that_exits_2_still_writes_its_summary_json_and_metrics(
     case: str,
@@ -431,6 +467,10 @@ def test_a_run_that_exits_2_still_writes_its_summary_json_and_metrics(
         args += ["--lock", str(tmp_path / "run.lock")]
         held = RunLock(tmp_path / "run.lock")
         held.acquire()
+    elif case == "bad option value":  # refused by click while parsing, before the command
+        args += ["--concurrency", "0"]
+    elif case == "unknown option":  # a typo in the cron entry
+        args += ["--concurency", "4"]
     else:
         args += ["--shard", "5/2"]
     try:

@@ -188,6 +188,83 @@ def _common_options(f: F) -> F:
     return f
 
 
+_OUTPUT_FLAGS = {
+    "--log-format": "log_format",
+    "--summary-json": "summary_json",
+    "--metrics-file": "metrics_file",
+    "--metrics-job": "metrics_job",
+    "--config": "config_path",
+}
+
+
+def _output_flags(args: list[str]) -> dict[str, Any]:
+    """The log format and output files a command line asks for, read leniently from the
+    raw arguments (for a command line click refused), config file included when usable."""
+    found: dict[str, Any] = {}
+    for i, arg in enumerate(args):
+        name, eq, value = arg.partition("=")
+        if name in _OUTPUT_FLAGS:
+            if not eq:
+                if i + 1 >= len(args):
+                    continue
+                value = args[i + 1]
+            found[_OUTPUT_FLAGS[name]] = value
+    opts: dict[str, Any] = {}
+    if "config_path" in found:
+        try:
+            base = load_config(Path(found["config_path"]))
+        except BulkSyncError:
+            pass
+        else:
+            opts = {
+                "log_format": base.log_format,
+                "summary_json": base.summary_json,
+                "metrics_file": base.metrics_file,
+                "metrics_job": base.metrics_job,
+            }
+    for key in ("summary_json", "metrics_file"):
+        if key in found:
+            opts[key] = Path(found[key])
+    for key in ("log_format", "metrics_job"):
+        if key in found:
+            opts[key] = found[key]
+    return opts
+
+
+class _RunCommand(click.Command):
+    """``sync``/``retry``: an option click refuses (a typo in a cron entry, a bad value)
+    still ends as every unusable command does: exit 2, with ``--log-format json`` one
+    JSON line on stderr (not click's usage text), and ``--summary-json``/``--metrics-file``
+    rewritten so that monitoring never keeps showing an earlier run's result."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        raw = list(args)
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            opts = _output_flags(raw)
+            token = Settings().token()
+            message = Redactor([token] if token else []).redact(exc.format_message())
+            try:
+                settings = Settings().replace(
+                    summary_json=opts.get("summary_json"),
+                    metrics_file=opts.get("metrics_file"),
+                    metrics_job=opts.get("metrics_job"),
+                )
+            except BulkSyncError:  # e.g. a bad --metrics-job too: no file to refresh
+                settings = Settings()
+            if opts.get("log_format") == "json":
+                _fail(message, {"log_format": "json"}, settings)
+            _error_outputs(settings, EXIT_UNUSABLE, message, opts)
+            raise
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="bulk-sync")
 def cli() -> None:
@@ -197,7 +274,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
 @_common_options
 @click.option("--dry-run", is_flag=True, help="Load and validate only; send nothing.")
@@ -305,7 +382,7 @@ def sync(inputs: tuple[Path, ...], **opts: Any) -> None:
     _exit(_guard(settings, job, dry_run=opts["dry_run"]))
 
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
 @_common_options
 @click.option("--dry-run", is_flag=True, help="Only list what would be re-sent; send nothing.")

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from bulk_sync import events
 from bulk_sync.cli import cli, flow_text
 from bulk_sync.config import Settings
+from bulk_sync.emulator import RunningEmulator
 from bulk_sync.errors import RateLimited
 from bulk_sync.events import (
     BREAKER_OPEN,
@@ -255,3 +256,39 @@ def test_the_summary_gives_the_widest_window_and_how_often_it_narrowed() -> None
     assert "window up to 48/256, narrowed 1 time\n" in found
     assert "window" not in summary(FlowState(8, 8, widest=8))  # nothing happened
     assert "window up to 8/8; API unavailable 2 times" in summary(FlowState(8, 8, widest=8), 2)
+
+
+async def test_customers_left_not_sent_by_a_stop_are_not_counted_as_done(
+    tmp_path: Path, emulator: RunningEmulator, api_token: str
+) -> None:
+    """A SIGTERM (the stop event) mid-run: the last progress counts as done only the
+    customers whose rows were sent, not those drained as not_sent (it said 100%)."""
+    src = write_csv(tmp_path / "in.csv", [(f"C{c:02d}", "segment", f"v{c}") for c in range(30)])
+    stop = asyncio.Event()
+    seen: list[events.Event] = []
+
+    def on_event(event: events.Event) -> None:
+        seen.append(event)
+        if isinstance(event, CustomerDone):
+            stop.set()  # after the first customer's answer
+
+    summary = await sync_async(
+        [src],
+        Settings(base_url=emulator.base_url, concurrency=1),
+        report=tmp_path / "out.csv",
+        token=api_token,
+        stop=stop,
+        on_event=on_event,
+        sleep=_no_wait,
+    )
+    assert summary.exit_code == 3
+    sent = {
+        e.customer_id
+        for e in seen
+        if isinstance(e, CustomerDone) and all(s is Status.OK for _, s in e.outcomes)
+    }
+    assert 1 <= len(sent) < 30
+    assert len(sent) == emulator.state.accepted_total
+    last = [e for e in seen if isinstance(e, Progress)][-1]
+    assert (last.customers_done, last.customers_total) == (len(sent), 30)
+    assert last.rows_done == len(sent)

@@ -612,6 +612,7 @@ async def _upload(
 
     done_rows = 0
     done_customers = 0
+    partly_unsent: set[str] = set()  # split customers with a request that ended not_sent
     failed_rows = 0
     ok_rows = 0
     uploader: Uploader | None = None
@@ -669,10 +670,19 @@ async def _upload(
         journal.append(lines)
         if state is not None and accepted:
             state.record(result.job.customer_id, accepted)
-        jobs_left[cid] -= 1
-        if jobs_left[cid] == 0:
+        # A customer is done when all its requests are, and none of its rows ended
+        # not_sent: after a stop, the customers never sent are not counted as done.
+        sent = all(o.status is not Status.NOT_SENT for o in result.outcomes)
+        left = jobs_left[cid] - 1
+        if left:
+            jobs_left[cid] = left
+            if not sent:
+                partly_unsent.add(cid)
+        else:
             del jobs_left[cid]
-            done_customers += 1
+            if sent and cid not in partly_unsent:
+                done_customers += 1
+            partly_unsent.discard(cid)
         emit(CustomerDone(result.job.customer_id, tuple(outcomes)))
         now = clock()
         if now - last_progress >= 0.1 or done_rows == rows_total:

@@ -316,6 +316,29 @@ def test_inbox_run_end_to_end(
     assert 'bulk_sync_exit_code{job="bulk_sync"} 2' in metrics.read_text()
 
 
+def test_quiet_inbox_runs_log_only_warnings_and_errors(
+    folders: tuple[Path, Path],
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    """--quiet (the cron entry of docs/operations.md): no info lines, not even the
+    inbox's own ones before the first file's run, nor "inbox empty" every 5 minutes."""
+    inbox, archive = folders
+    server = emulator_thread()
+    write_csv(inbox / "a.csv", [("C1", "plan", "gold")], age=60)
+    write_csv(inbox / "b.csv", [("C2", "plan", "")], age=30)
+    args = ["--inbox", str(inbox), "--archive", str(archive), "--base-url", server.base_url]
+    for expected in (1, 0):  # two files (one row invalid), then an empty inbox
+        result = run_cli(*args, "--quiet", "--log-format", "json")
+        assert result.exit_code == expected, result.output
+        assert result.stdout == ""
+        levels = [json.loads(line)["level"] for line in result.stderr.splitlines()]
+        assert set(levels) <= {"warning", "error"}, result.stderr
+    assert server.state.customers["C1"] == {"plan": "gold"}
+    loud = run_cli(*args, "--log-format", "json")  # without --quiet the info lines remain
+    assert "inbox empty" in loud.stderr
+
+
 def test_inbox_with_state_skips_what_an_earlier_file_already_synced(
     folders: tuple[Path, Path],
     tmp_path: Path,

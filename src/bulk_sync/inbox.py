@@ -663,6 +663,8 @@ def run_inbox_cli(settings: Settings, opts: dict[str, Any], hooks: dict[str, Any
     min_age = min_age_from_env() if min_age is None else float(min_age)
     dry_run = bool(opts.get("dry_run"))
     quiet = bool(opts.get("quiet"))
+    if quiet:  # as each file's run does: only warnings and errors, from the first line
+        logging.getLogger("bulk_sync").setLevel(logging.WARNING)
     full = bool(opts.get("full"))
     shard = Shard.parse(opts["shard"]) if opts.get("shard") else None
     if shard is not None and settings.rate:

@@ -636,8 +636,19 @@ async def _upload(
             flow=uploader.flow_state() if uploader else None,
         )
 
-    # The client redacts what the server says; this second pass covers any sender.
-    redact = Redactor([token])
+    # The client redacts what the server says; this second pass covers any sender. Texts
+    # repeat (every pair of a job drained after a stop shares one), so each distinct text
+    # is redacted once: a stop with millions of rows left must not take minutes.
+    redactor = Redactor([token])
+    redacted: dict[str, str] = {"": ""}
+
+    def redact(text: str) -> str:
+        out = redacted.get(text)
+        if out is None:
+            if len(redacted) >= 4096:
+                redacted.clear()
+            out = redacted[text] = redactor(text)
+        return out
 
     def emit_progress() -> None:
         emit(progress(clock()))
@@ -650,11 +661,15 @@ async def _upload(
         cid = result.job.customer_id
         for pair, outcome in zip(result.job.pairs, result.outcomes, strict=True):
             error = redact(outcome.error)
+            # A row never sent (drained after a stop) is not journaled: the journal holds
+            # the rows that finished, and --resume needs only those accepted.
+            journaled = outcome.status is not Status.NOT_SENT or outcome.attempts > 0
             for i in pair.indices:
                 ledger.set(i, outcome.status, error, outcome.http_status, outcome.attempts)
-                table, local = rows.locate(i)
-                # The pair's texts are the row's own (rows of one pair hold equal texts).
-                lines.append(ledger.line_of(i, table, local, cid, pair.attribute, pair.value))
+                if journaled:
+                    table, local = rows.locate(i)
+                    # The pair's texts are the row's own (rows of one pair hold equal texts).
+                    lines.append(ledger.line_of(i, table, local, cid, pair.attribute, pair.value))
                 outcomes.append((i, outcome.status))
                 if outcome.status is not Status.NOT_SENT:  # progress counts what was done
                     done_rows += 1

@@ -421,6 +421,41 @@ def test_option_errors_are_one_json_line_and_refresh_the_summary_with_json_logs(
     assert server.state.requests_total == 1  # the first run's only
 
 
+@pytest.mark.parametrize("flag", ["--summary-json", "--metrics-file"])
+def test_an_output_file_in_a_missing_folder_is_refused_before_anything_is_sent(
+    flag: str,
+    tmp_path: Path,
+    run_cli: Callable[..., Result],
+    emulator_thread: Callable[..., EmulatorThread],
+) -> None:
+    """A mistyped folder in the cron entry: exit 2 and nothing sent (as for --report),
+    not a whole run sent and then "internal error" (exit 3) when the file is written;
+    the other output file still says so."""
+    server = emulator_thread()
+    src = write_csv(tmp_path / "in.csv", [("C1", "a", "1")])
+    good = {"--summary-json": tmp_path / "s.json", "--metrics-file": tmp_path / "m.prom"}
+    good.pop(flag)
+    [(other, other_path)] = good.items()
+    result = run_cli(
+        "sync", str(src), "--base-url", server.base_url, "--report", str(tmp_path / "r.csv"),
+        "--state", str(tmp_path / "state.db"), "--log-format", "json",
+        flag, str(tmp_path / "no-such-folder" / "out"), other, str(other_path),
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert server.state.requests_total == 0
+    docs = [json.loads(line) for line in result.stderr.splitlines()]  # one JSON object each
+    doc = docs[-1]
+    assert doc["exit_code"] == 2
+    assert flag in doc["message"]
+    assert "no-such-folder" in doc["message"]
+    assert "internal error" not in doc["message"]
+    assert not (tmp_path / "r.csv").exists()
+    if other == "--summary-json":
+        assert json.loads(other_path.read_text())["exit_code"] == 2
+    else:
+        assert 'bulk_sync_exit_code{job="bulk_sync"} 2' in other_path.read_text()
+
+
 def test_retry_refuses_a_journal_and_points_at_resume(
     tmp_path: Path, run_cli: Callable[..., Result]
 ) -> None:

@@ -559,13 +559,32 @@ def _error_outputs(
         aborted=text if code == EXIT_ABORTED else "",
         extra={"report": None, "error": text},
     )
-    try:
-        if settings.summary_json is not None:
+    # Each on its own: one that cannot be written does not keep the other stale.
+    if settings.summary_json is not None:
+        try:
             write_summary_json(settings.summary_json, summary)
-        if settings.metrics_file is not None:
+        except OSError as exc:  # the message above is what matters; say why it is stale
+            log.warning("could not write %s: %s", settings.summary_json, exc.strerror or exc)
+    if settings.metrics_file is not None:
+        try:
             write_metrics(settings.metrics_file, summary, job=settings.metrics_job)
-    except OSError as exc:  # the message above is what matters; say why these are stale
-        log.warning("could not write the summary or metrics file: %s", exc)
+        except OSError as exc:
+            log.warning("could not write %s: %s", settings.metrics_file, exc.strerror or exc)
+
+
+def _check_output_folders(settings: Settings) -> None:
+    """Refuse, before anything is sent, a ``--summary-json``/``--metrics-file`` that
+    could not be written at the end (as ``--report`` is refused): a mistyped folder
+    must not let a run send everything and then end as an internal error."""
+    for flag, path in (("--summary-json", settings.summary_json),
+                       ("--metrics-file", settings.metrics_file)):  # fmt: skip
+        if path is None:
+            continue
+        folder = path.parent
+        if not folder.is_dir():
+            raise UsageError(f"{flag} {path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {path}: folder {folder} is not writable")
 
 
 def _exit(code: int) -> NoReturn:
@@ -589,6 +608,7 @@ def _guard(settings: Settings, job: Callable[[], int], *, dry_run: bool = False)
         return code
 
     try:
+        _check_output_folders(settings)
         return job()
     except UsageError as exc:
         return say(f"error: {exc}", EXIT_UNUSABLE)

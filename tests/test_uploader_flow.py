@@ -432,6 +432,27 @@ async def test_max_outage_stops_the_run_with_rows_not_sent_never_failed() -> Non
     assert all("unavailable for more than 10 s" in o.error for o in not_sent)
 
 
+async def test_the_pause_reported_ends_when_max_outage_stops_the_run() -> None:
+    """The summary's 'paused' is how long sending was held back: --max-outage 10 stops the
+    run 10 s into the outage, and handing over the rows left (slow with millions of them)
+    does not add to it (a 1M-row run with --max-outage 5 said 'paused 18.0s')."""
+    vt = VirtualTime()
+    api = ModelApi(vt, down=outage(3.0, 1e9, s503))
+    up = uploader(api, max_outage=10)
+    results: list[JobResult] = []
+
+    def on_result(result: JobResult) -> None:
+        results.append(result)
+        if all(o.status is Status.NOT_SENT and not o.attempts for o in result.outcomes):
+            vt.now += 0.01  # each customer left takes a while to report
+
+    await vt.drive(up.run(jobs(2000), on_result))
+    assert up.stats.outage
+    assert vt.now > 3.0 + 10 + 5  # the rows left took seconds to hand over
+    assert up.stats.flow is not None
+    assert up.stats.flow.paused_seconds == pytest.approx(10.0, abs=1.0)
+
+
 async def test_rows_not_sent_after_answers_keep_the_last_http_status() -> None:
     """DESIGN.md section 3: http_status is the final HTTP status, empty where none. A row
     whose requests were answered 503 until --max-outage stopped the run says 503; a row

@@ -256,6 +256,7 @@ class Uploader:
         self._resume_at = 0.0
         self._halted = asyncio.Event()
         self._halt_reason = ""
+        self._halted_at: float | None = None  # when the run halted (the pause ends there)
         self._held = 0  # window slots taken (a request about to go, or on the wire)
         self._in_flight = 0  # requests on the wire
         self._pacing = 0  # window slots taken by requests waiting for the rate cap
@@ -316,7 +317,9 @@ class Uploader:
             breaker=breaker.state,
             unavailable_since=self._since_wall if breaker.state != CLOSED else None,
             next_try_in=max(0.0, next_try - now) if next_try is not None else None,
-            paused_seconds=self._paused_seconds(now),
+            paused_seconds=self._paused_seconds(
+                now if self._halted_at is None else min(now, self._halted_at)
+            ),
             widest=self._limiter.widest,
             narrowed=self._limiter.decreases,
         )
@@ -324,6 +327,7 @@ class Uploader:
     def halt(self, reason: str) -> None:
         if not self._halted.is_set():
             self._halt_reason = reason
+            self._halted_at = self._clock()
             self._halted.set()
             self._grant()
             log.warning("halting: %s", reason)

@@ -60,6 +60,30 @@ def _forms(secret: str) -> set[str]:
     return {secret, json.dumps(secret)[1:-1], quote(secret, safe="")} - {""}
 
 
+def _windows(text: str, n: int) -> set[str]:
+    """Every run of ``n`` characters of ``text``, lower-cased (none if it is shorter)."""
+    return {text[i : i + n].lower() for i in range(len(text) - n + 1)}
+
+
+def _run_patterns(
+    runs: set[str], min_run: int
+) -> tuple[re.Pattern[str] | None, re.Pattern[str] | None]:
+    """The search for ``runs`` and its cheap prefilter (``None, None`` without runs).
+
+    A zero-width lookahead finds every start of a run, overlapping ones included;
+    redact() merges them. The prefilter is a first look: a run needs ``min_run``
+    characters in a row from the runs' alphabet; most texts (log lines, messages) have
+    none and skip the search."""
+    if not runs:
+        return None, None
+    alternation = "|".join(re.escape(r) for r in sorted(runs))
+    charset = "".join(re.escape(c) for c in sorted({c for r in runs for c in r}))
+    return (
+        re.compile(f"(?=({alternation}))", re.IGNORECASE),
+        re.compile(f"[{charset}]{{{min_run}}}", re.IGNORECASE),
+    )
+
+
 class Redactor:
     """Replaces a set of secrets (API keys) in text with ``***``; see the module doc.
 
@@ -83,32 +107,12 @@ class Redactor:
             for form in _forms(secret):
                 bearers.add(form)
                 if len(form) >= min_run:
-                    runs.update(
-                        form[i : i + min_run].lower() for i in range(len(form) - min_run + 1)
-                    )
+                    runs.update(_windows(form, min_run))
                 elif len(form) >= MIN_WORD:
                     words.add(form)
-            bare = _SEPARATORS.sub("", secret)
-            if len(bare) >= min_run:
-                split.update(bare[i : i + min_run].lower() for i in range(len(bare) - min_run + 1))
-        self._runs: re.Pattern[str] | None = None
-        self._prefilter: re.Pattern[str] | None = None
-        if runs:
-            # A zero-width lookahead finds every start of a run, overlapping ones included;
-            # redact() merges them.
-            alternation = "|".join(re.escape(r) for r in sorted(runs))
-            self._runs = re.compile(f"(?=({alternation}))", re.IGNORECASE)
-            # A cheap first look: a run needs min_run characters in a row from the keys'
-            # alphabet; most texts (log lines, messages) have none and skip the search.
-            charset = "".join(re.escape(c) for c in sorted({c for r in runs for c in r}))
-            self._prefilter = re.compile(f"[{charset}]{{{min_run}}}", re.IGNORECASE)
-        self._split: re.Pattern[str] | None = None
-        self._split_prefilter: re.Pattern[str] | None = None
-        if split:
-            alternation = "|".join(re.escape(r) for r in sorted(split))
-            self._split = re.compile(f"(?=({alternation}))", re.IGNORECASE)
-            charset = "".join(re.escape(c) for c in sorted({c for r in split for c in r}))
-            self._split_prefilter = re.compile(f"[{charset}]{{{min_run}}}", re.IGNORECASE)
+            split.update(_windows(_SEPARATORS.sub("", secret), min_run))
+        self._runs, self._prefilter = _run_patterns(runs, min_run)
+        self._split, self._split_prefilter = _run_patterns(split, min_run)
         others: list[str] = []
         if words:
             alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))

@@ -209,6 +209,15 @@ def confirm_sync(page: Any) -> None:
     page.wait_for_selector("text=Yes, sync now")
 
 
+def map_columns(page: Any, file: int, customer: str, attribute: str, value: str) -> None:
+    """Choose the three columns of the ``file``-th file in the page's mapping form."""
+    form = page.locator(f"#mapping-{file}")
+    form.get_by_label("Customer id column", exact=True).select_option(customer)
+    form.get_by_label("Attribute column", exact=True).select_option(attribute)
+    form.get_by_label("Value column", exact=True).select_option(value)
+    form.get_by_role("button", name="Use these columns").click()
+
+
 def sync_until(page: Any, file: Path, *, rows_done: int) -> None:
     """Upload ``file``, sync it, and wait on the live page until ``rows_done`` rows are."""
     page.goto("/")
@@ -317,11 +326,7 @@ def test_upload_map_columns_and_see_the_problems(
     assert "Fix the files above" in page.inner_text("section[aria-labelledby=dry-heading]")
     page.locator("#file-2").scroll_into_view_if_needed()
     shot(page, "03-map-columns")
-    form = page.locator("#mapping-2")
-    form.get_by_label("Customer id column", exact=True).select_option("NIF")
-    form.get_by_label("Attribute column", exact=True).select_option("Campo")
-    form.get_by_label("Value column", exact=True).select_option("Valor")
-    form.get_by_role("button", name="Use these columns").click()
+    map_columns(page, 2, "NIF", "Campo", "Valor")
     page.wait_for_selector("#dry-heading")
     assert "Read 10 rows." in page.inner_text("#file-2")
     assert page.locator("table.problems tbody tr").count() == 7  # one more: an empty Valor
@@ -562,11 +567,7 @@ def test_on_a_phone_sized_screen_no_page_scrolls_sideways(
     page.get_by_role("button", name="Upload and check").click()
     page.wait_for_selector("#file-1 table.sample")  # the mapping's first rows
     fits("mapping")
-    form = page.locator("#mapping-1")
-    form.get_by_label("Customer id column", exact=True).select_option("Contribuinte")
-    form.get_by_label("Attribute column", exact=True).select_option("Campo do cliente")
-    form.get_by_label("Value column", exact=True).select_option("Valor do campo")
-    form.get_by_role("button", name="Use these columns").click()
+    map_columns(page, 1, "Contribuinte", "Campo do cliente", "Valor do campo")
     page.wait_for_selector("table.problems")
     fits("dry-run")
     confirm_sync(page)

@@ -251,14 +251,7 @@ class _RunCommand(click.Command):
             opts = _output_flags(raw)
             token = Settings().token()
             message = Redactor([token] if token else []).redact(exc.format_message())
-            try:
-                settings = Settings().replace(
-                    summary_json=opts.get("summary_json"),
-                    metrics_file=opts.get("metrics_file"),
-                    metrics_job=opts.get("metrics_job"),
-                )
-            except BulkSyncError:  # e.g. a bad --metrics-job too: no file to refresh
-                settings = Settings()
+            settings = _output_settings(opts)
             if opts.get("log_format") == "json":
                 _fail(message, {"log_format": "json"}, settings)
             _error_outputs(settings, EXIT_UNUSABLE, message, opts)
@@ -506,16 +499,7 @@ def _fail(
     if settings is not None:
         _error_outputs(settings, EXIT_UNUSABLE, message, opts)
     elif opts is not None:
-        _error_outputs(
-            Settings().replace(
-                summary_json=opts.get("summary_json"),
-                metrics_file=opts.get("metrics_file"),
-                metrics_job=opts.get("metrics_job"),
-            ),
-            EXIT_UNUSABLE,
-            message,
-            opts,
-        )
+        _error_outputs(_output_settings(opts), EXIT_UNUSABLE, message, opts)
     if opts is not None and opts.get("log_format") == "json":
         doc = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -529,6 +513,19 @@ def _fail(
     else:
         click.echo(f"bulk-sync: error: {show_path(message)}", err=True)
     sys.exit(EXIT_UNUSABLE)
+
+
+def _output_settings(opts: dict[str, Any]) -> Settings:
+    """Settings holding only the output files that ``opts`` name, for a command line
+    that could not be turned into settings (a bad --metrics-job too: none)."""
+    try:
+        return Settings().replace(
+            summary_json=opts.get("summary_json"),
+            metrics_file=opts.get("metrics_file"),
+            metrics_job=opts.get("metrics_job"),
+        )
+    except BulkSyncError:
+        return Settings()
 
 
 def _error_outputs(

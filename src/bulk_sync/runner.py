@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -639,16 +640,7 @@ async def _upload(
     # The client redacts what the server says; this second pass covers any sender. Texts
     # repeat (every pair of a job drained after a stop shares one), so each distinct text
     # is redacted once: a stop with millions of rows left must not take minutes.
-    redactor = Redactor([token])
-    redacted: dict[str, str] = {"": ""}
-
-    def redact(text: str) -> str:
-        out = redacted.get(text)
-        if out is None:
-            if len(redacted) >= 4096:
-                redacted.clear()
-            out = redacted[text] = redactor(text)
-        return out
+    redact = functools.lru_cache(maxsize=4096)(Redactor([token]))
 
     def emit_progress() -> None:
         emit(progress(clock()))
